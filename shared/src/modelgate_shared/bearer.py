@@ -1,0 +1,60 @@
+"""FastAPI dependencies for bearer-token routes (RFC 6750 error semantics)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import OAuth2PasswordBearer
+
+from .tokens import AccessClaims, InvalidToken, TokenVerifier
+
+# auto_error=False: a missing header must get the same RFC 6750 401 as a bad token.
+# tokenUrl is relative to the gateway root, where clients reach auth.
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+
+
+def _challenge(error: str | None, description: str, scopes: tuple[str, ...] = ()) -> str:
+    parts = ['Bearer realm="modelgate"']
+    if error:
+        parts.append(f'error="{error}"')
+        parts.append(f'error_description="{description}"')
+    if scopes:
+        parts.append(f'scope="{" ".join(scopes)}"')
+    return ", ".join(parts)
+
+
+def unauthorized(description: str, *, error: str | None = "invalid_token") -> HTTPException:
+    return HTTPException(
+        status.HTTP_401_UNAUTHORIZED,
+        detail=description,
+        headers={"WWW-Authenticate": _challenge(error, description.replace('"', "'"))},
+    )
+
+
+def get_verifier(request: Request) -> TokenVerifier:
+    return request.app.state.verifier
+
+
+def require_scopes(*scopes: str) -> Callable[..., Awaitable[AccessClaims]]:
+    """Dependency: a verified token carrying every scope in ``scopes``."""
+
+    async def dependency(request: Request, token: str | None = Depends(oauth2_scheme)) -> AccessClaims:
+        if not token:
+            # RFC 6750 3.1: no error code when the request had no credentials at all.
+            raise unauthorized("missing bearer token", error=None)
+        try:
+            claims = await get_verifier(request).verify(token)
+        except InvalidToken as exc:
+            raise unauthorized(str(exc)) from None
+        if not claims.has_scopes(*scopes):
+            missing = " ".join(s for s in scopes if s not in claims.scopes)
+            raise HTTPException(
+                status.HTTP_403_FORBIDDEN,
+                detail=f"token lacks required scope: {missing}",
+                headers={"WWW-Authenticate": _challenge("insufficient_scope", f"requires {missing}", scopes)},
+            )
+        request.state.claims = claims
+        return claims
+
+    return dependency

@@ -1,0 +1,158 @@
+from __future__ import annotations
+
+import base64
+import json
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+from modelgate_shared.keys import PrivateKey, generate_private_key, public_jwk, public_key_pem, write_jwks
+from modelgate_shared.tokens import FileKeySource, InvalidToken, TokenVerifier
+
+from .conftest import AUDIENCE, ISSUER
+
+
+def verifier(path: Path, refresh: float = 0.0, **kwargs: object) -> TokenVerifier:
+    return TokenVerifier(FileKeySource(path, refresh), issuer=ISSUER, audience=AUDIENCE, **kwargs)  # type: ignore[arg-type]
+
+
+def _b64(data: dict[str, object]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
+
+
+async def test_valid_rs256_and_es256_tokens(jwks_file: Path, sign: Callable[..., str], ec_key: PrivateKey) -> None:
+    v = verifier(jwks_file)
+    claims = await v.verify(sign(sub="user-1", scope="predict admin"))
+    assert claims.sub == "user-1"
+    assert claims.scopes == {"predict", "admin"}
+    assert claims.username == "alice"
+    assert (await v.verify(sign(key=ec_key))).has_scopes("predict")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"exp": int(time.time()) - 120}, "expired"),
+        ({"nbf": int(time.time()) + 600}, "invalid claims"),
+        ({"iss": "http://evil.test/auth"}, "invalid claims"),
+        ({"aud": "other-api"}, "invalid claims"),
+        ({"jti": None}, "jti"),
+        ({"scope": None}, "scope"),
+        ({"sub": None}, "sub"),
+    ],
+)
+async def test_rejects_bad_claims(
+    jwks_file: Path, sign: Callable[..., str], overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(InvalidToken, match=message):
+        await verifier(jwks_file).verify(sign(**overrides))
+
+
+async def test_leeway_accepts_recently_expired(jwks_file: Path, sign: Callable[..., str]) -> None:
+    token = sign(exp=int(time.time()) - 5)
+    assert (await verifier(jwks_file, leeway=30).verify(token)).sub
+    with pytest.raises(InvalidToken, match="expired"):
+        await verifier(jwks_file, leeway=0).verify(token)
+
+
+async def test_rejects_alg_none(jwks_file: Path, sign: Callable[..., str]) -> None:
+    header, payload, _ = sign().split(".")
+    none_header = _b64({"alg": "none", "kid": json.loads(base64.urlsafe_b64decode(header + "=="))["kid"]})
+    with pytest.raises(InvalidToken, match="not accepted"):
+        await verifier(jwks_file).verify(f"{none_header}.{payload}.")
+
+
+async def test_rejects_hs256_signed_with_the_public_key(jwks_file: Path, rsa_key: PrivateKey) -> None:
+    # The classic key-confusion attack: HMAC keyed with the (public) RSA key.
+    kid = public_jwk(rsa_key.public_key())["kid"]
+    import hashlib
+    import hmac
+
+    from .conftest import claims
+
+    signing_input = f"{_b64({'alg': 'HS256', 'typ': 'JWT', 'kid': kid})}.{_b64(claims())}"
+    mac = hmac.new(public_key_pem(rsa_key.public_key()), signing_input.encode(), hashlib.sha256).digest()
+    forged = f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+    with pytest.raises(InvalidToken, match="not accepted"):
+        await verifier(jwks_file).verify(forged)
+
+
+async def test_rejects_header_alg_that_does_not_match_the_key(
+    jwks_file: Path, rsa_key: PrivateKey, ec_key: PrivateKey
+) -> None:
+    from jose.jws import sign as jws_sign
+    from modelgate_shared.keys import private_key_pem
+
+    from .conftest import claims
+
+    # Signed by the EC key but naming the RSA key's kid.
+    rsa_kid = public_jwk(rsa_key.public_key())["kid"]
+    token = jws_sign(
+        json.dumps(claims()).encode(), private_key_pem(ec_key).decode(), headers={"kid": rsa_kid}, algorithm="ES256"
+    )
+    with pytest.raises(InvalidToken, match="does not match"):
+        await verifier(jwks_file).verify(token)
+
+
+async def test_rejects_tampered_payload(jwks_file: Path, sign: Callable[..., str]) -> None:
+    header, _, signature = sign(scope="predict").split(".")
+    from .conftest import claims
+
+    payload = _b64(claims(scope="predict admin"))
+    with pytest.raises(InvalidToken, match="signature"):
+        await verifier(jwks_file).verify(f"{header}.{payload}.{signature}")
+
+
+async def test_algorithm_allow_list_is_enforced(jwks_file: Path, sign: Callable[..., str], ec_key: PrivateKey) -> None:
+    with pytest.raises(InvalidToken, match="not accepted"):
+        await verifier(jwks_file, algorithms=frozenset({"RS256"})).verify(sign(key=ec_key))
+    with pytest.raises(ValueError, match="subset"):
+        verifier(jwks_file, algorithms=frozenset({"HS256"}))
+
+
+@pytest.mark.parametrize("token", ["", "abc", "a.b.c", "Bearer x.y.z"])
+async def test_malformed_tokens(jwks_file: Path, token: str) -> None:
+    with pytest.raises(InvalidToken):
+        await verifier(jwks_file).verify(token)
+
+
+async def test_unknown_kid_triggers_one_rate_limited_refresh(tmp_path: Path, sign: Callable[..., str]) -> None:
+    old, new = generate_private_key("RS256"), generate_private_key("RS256")
+    path = tmp_path / "jwks.json"
+    write_jwks(path, {"keys": [public_jwk(old.public_key())]})
+    v = verifier(path, refresh=3600)
+    await v.keys.load()
+    assert (await v.verify(sign(key=old))).sub
+
+    # A rotation adds a key to the file; the verifier refetches on the unknown kid...
+    write_jwks(path, {"keys": [public_jwk(old.public_key()), public_jwk(new.public_key())]})
+    v_fast = verifier(path, refresh=0)
+    await v_fast.keys.load()
+    write_jwks(
+        path,
+        {
+            "keys": [
+                public_jwk(old.public_key()),
+                public_jwk(new.public_key()),
+                public_jwk(generate_private_key("ES256").public_key()),
+            ]
+        },
+    )
+    assert (await v_fast.verify(sign(key=new))).sub
+
+    # ...but not more often than the interval allows: the slow verifier loaded just
+    # now and must not re-read the file for a token it does not know.
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await v.verify(sign(key=new))
+
+
+async def test_failed_refresh_keeps_cached_keys(tmp_path: Path, sign: Callable[..., str], rsa_key: PrivateKey) -> None:
+    path = tmp_path / "jwks.json"
+    write_jwks(path, {"keys": [public_jwk(rsa_key.public_key())]})
+    v = verifier(path, refresh=0)
+    await v.keys.load()
+    path.write_text("{broken")
+    with pytest.raises(InvalidToken, match="unknown signing key"):
+        await v.verify(sign(key=generate_private_key("RS256")))
+    assert (await v.verify(sign())).sub  # the cached key still works
