@@ -1,0 +1,188 @@
+"""The OAuth2 grants: password, refresh_token (rotating, with reuse detection), revocation.
+
+Each function takes a session and leaves committing to the caller, which records the
+attempt in ``logins`` in the same transaction: a failed refresh that revoked a family
+must be committed even though the client gets an error.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .accounts import user_by_username
+from .issuing import (
+    AccessTokenRequest,
+    hash_refresh_token,
+    issue_access_token,
+    new_refresh_token,
+    ordered_scopes,
+    parse_scope,
+)
+from .keyring import KeyRing
+from .models import RefreshToken, User
+from .oauth_errors import OAuthError, invalid_grant
+from .passwords import MAX_PASSWORD_LENGTH, PasswordHasher
+from .schemas import normalise_username
+
+BAD_CREDENTIALS = "invalid username or password"
+
+
+@dataclass(frozen=True, slots=True)
+class TokenPolicy:
+    issuer: str
+    audience: str
+    access_ttl_seconds: int
+    refresh_ttl_seconds: int
+
+
+@dataclass(frozen=True, slots=True)
+class Grant:
+    user: User
+    access_token: str
+    refresh_token: str
+    scopes: tuple[str, ...]
+    expires_in: int
+
+
+def _requested_scopes(scope: str | None, allowed: set[str], user_id: uuid.UUID) -> tuple[str, ...]:
+    requested = parse_scope(scope)
+    if not requested:
+        return ordered_scopes(allowed)
+    extra = requested - allowed
+    if extra:
+        raise OAuthError(
+            "invalid_scope",
+            f"scope not granted to this user: {' '.join(sorted(extra))}",
+            reason="invalid_scope",
+            user_id=user_id,
+        )
+    return ordered_scopes(requested)
+
+
+def _access_token(ring: KeyRing, policy: TokenPolicy, user: User, scopes: tuple[str, ...], now: datetime) -> str:
+    request = AccessTokenRequest(
+        issuer=policy.issuer,
+        audience=policy.audience,
+        subject=user.id,
+        username=user.username,
+        scopes=scopes,
+        ttl_seconds=policy.access_ttl_seconds,
+    )
+    return issue_access_token(ring.signing, request, now)
+
+
+def _new_refresh_row(
+    user: User, family_id: uuid.UUID, scopes: tuple[str, ...], policy: TokenPolicy, now: datetime
+) -> tuple[str, RefreshToken]:
+    token = new_refresh_token()
+    row = RefreshToken(
+        id=uuid.uuid4(),
+        token_hash=hash_refresh_token(token),
+        family_id=family_id,
+        user_id=user.id,
+        scopes=list(scopes),
+        issued_at=now,
+        expires_at=now + timedelta(seconds=policy.refresh_ttl_seconds),
+    )
+    return token, row
+
+
+async def password_grant(
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    ring: KeyRing,
+    policy: TokenPolicy,
+    *,
+    username: str,
+    password: str,
+    scope: str | None,
+    now: datetime,
+) -> Grant:
+    if len(password) > MAX_PASSWORD_LENGTH or len(username) > 200:
+        raise invalid_grant(BAD_CREDENTIALS, "bad_credentials")
+    try:
+        name = normalise_username(username)
+    except ValueError:
+        name = None
+    user = await user_by_username(session, name) if name else None
+    # Unknown users are checked against a dummy hash: same answer, about the same time.
+    valid, new_hash = await hasher.verify(password, user.password_hash if user else None)
+    if user is None:
+        raise invalid_grant(BAD_CREDENTIALS, "unknown_user")
+    if not valid:
+        raise invalid_grant(BAD_CREDENTIALS, "wrong_password", user.id)
+    if user.disabled:
+        raise invalid_grant("this account is disabled", "user_disabled", user.id)
+    if new_hash:
+        user.password_hash = new_hash
+    scopes = _requested_scopes(scope, set(user.scopes), user.id)
+    refresh, row = _new_refresh_row(user, uuid.uuid4(), scopes, policy, now)
+    session.add(row)
+    return Grant(user, _access_token(ring, policy, user, scopes, now), refresh, scopes, policy.access_ttl_seconds)
+
+
+async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str, now: datetime) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now, revoked_reason=reason)
+    )
+
+
+async def refresh_grant(
+    session: AsyncSession,
+    ring: KeyRing,
+    policy: TokenPolicy,
+    *,
+    refresh_token: str,
+    scope: str | None,
+    now: datetime,
+) -> Grant:
+    # FOR UPDATE serialises concurrent uses of one token: the second sees it rotated.
+    row = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token)).with_for_update()
+    )
+    if row is None:
+        raise invalid_grant("refresh token is invalid", "refresh_token_unknown")
+    if row.revoked_at is not None:
+        if row.revoked_reason == "rotated":
+            # A rotated token came back: it was copied. Kill the whole family, thief and victim alike.
+            await revoke_family(session, row.family_id, "reuse_detected", now)
+            raise invalid_grant(
+                "refresh token was already used; its session is revoked", "refresh_token_reuse", row.user_id
+            )
+        raise invalid_grant("refresh token is revoked", "refresh_token_revoked", row.user_id)
+    if row.expires_at <= now:
+        raise invalid_grant("refresh token is expired", "refresh_token_expired", row.user_id)
+    user = await session.get(User, row.user_id)
+    if user is None:
+        raise invalid_grant("refresh token is invalid", "refresh_token_unknown")
+    if user.disabled:
+        raise invalid_grant("this account is disabled", "user_disabled", user.id)
+    # Scopes an admin removed since login are not carried forward.
+    granted = set(row.scopes) & set(user.scopes)
+    access_scopes = _requested_scopes(scope, granted, user.id)
+    family_scopes = ordered_scopes(granted)
+    refresh, new_row = _new_refresh_row(user, row.family_id, family_scopes, policy, now)
+    session.add(new_row)
+    await session.flush()
+    row.revoked_at = now
+    row.revoked_reason = "rotated"
+    row.replaced_by_id = new_row.id
+    return Grant(
+        user, _access_token(ring, policy, user, access_scopes, now), refresh, access_scopes, policy.access_ttl_seconds
+    )
+
+
+async def revoke_refresh_token(session: AsyncSession, token: str, now: datetime) -> bool:
+    """RFC 7009: revoke the token's family. False when the token is unknown (still a 200)."""
+    row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token)))
+    if row is None:
+        return False
+    await revoke_family(session, row.family_id, "revoked", now)
+    return True

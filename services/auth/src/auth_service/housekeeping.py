@@ -1,0 +1,20 @@
+"""Deleting rows nobody can use any more: expired refresh tokens, old login history."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from sqlalchemy import delete
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from .models import Login, RefreshToken
+
+
+async def prune(session: AsyncSession, now: datetime, login_retention: timedelta) -> tuple[int, int]:
+    """(refresh tokens deleted, logins deleted). Commits."""
+    # An expired token is refused whatever its state, so its row only costs space
+    # (replaced_by links to it are set to NULL by the foreign key).
+    tokens = await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
+    logins = await session.execute(delete(Login).where(Login.at < now - login_retention))
+    await session.commit()
+    return tokens.rowcount or 0, logins.rowcount or 0

@@ -1,0 +1,44 @@
+"""RFC 6749 section 5.2 error responses for the token and revocation endpoints."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+
+# Token responses carry credentials: never let a cache keep them (RFC 6749 5.1).
+NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
+
+
+class OAuthError(Exception):
+    """An RFC 6749 error; ``reason`` and ``user_id`` feed the login history, not the client."""
+
+    def __init__(
+        self,
+        error: str,
+        description: str,
+        *,
+        reason: str | None = None,
+        user_id: uuid.UUID | None = None,
+        status_code: int = 400,
+    ) -> None:
+        super().__init__(description)
+        self.error = error
+        self.description = description
+        self.reason = reason or error
+        self.user_id = user_id
+        self.status_code = status_code
+
+
+def invalid_grant(description: str, reason: str, user_id: uuid.UUID | None = None) -> OAuthError:
+    return OAuthError("invalid_grant", description, reason=reason, user_id=user_id)
+
+
+async def oauth_error_handler(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, OAuthError)
+    return JSONResponse(
+        {"error": exc.error, "error_description": exc.description},
+        status_code=exc.status_code,
+        headers=NO_STORE,
+    )

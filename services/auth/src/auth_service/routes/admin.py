@@ -1,0 +1,84 @@
+"""User management for holders of the ``admin`` scope."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Response, status
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..accounts import page_of_logins, page_of_users, revoke_user_tokens
+from ..deps import current_admin, get_session
+from ..models import User
+from ..schemas import AdminUserUpdate, LoginOut, Page, UserOut
+from .users import PageLimit, PageOffset
+
+router = APIRouter(prefix="/users", tags=["admin"], dependencies=[Depends(current_admin)])
+
+
+async def _user_or_404(session: AsyncSession, user_id: uuid.UUID) -> User:
+    user = await session.get(User, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with id {user_id}")
+    return user
+
+
+@router.get("", response_model=Page[UserOut], summary="List users (admin)")
+async def list_users(
+    limit: int = PageLimit, offset: int = PageOffset, session: AsyncSession = Depends(get_session)
+) -> Page[UserOut]:
+    users, total = await page_of_users(session, limit, offset)
+    return Page[UserOut](items=[UserOut.model_validate(u) for u in users], total=total, limit=limit, offset=offset)
+
+
+@router.get("/{user_id}", response_model=UserOut, summary="Read a user (admin)")
+async def read_user(user_id: uuid.UUID, session: AsyncSession = Depends(get_session)) -> User:
+    return await _user_or_404(session, user_id)
+
+
+@router.patch("/{user_id}", response_model=UserOut, summary="Disable/enable a user or change their scopes (admin)")
+async def update_user(
+    user_id: uuid.UUID,
+    body: AdminUserUpdate,
+    admin: User = Depends(current_admin),
+    session: AsyncSession = Depends(get_session),
+) -> User:
+    user = await _user_or_404(session, user_id)
+    if user.id == admin.id and (body.disabled or (body.scopes is not None and "admin" not in body.scopes)):
+        # Guard against the last admin locking everyone out by accident.
+        raise HTTPException(
+            status.HTTP_409_CONFLICT, detail="admins cannot disable themselves or drop their own admin scope"
+        )
+    if body.disabled is not None and body.disabled != user.disabled:
+        user.disabled = body.disabled
+        if body.disabled:
+            await revoke_user_tokens(session, user.id, "user_disabled", datetime.now(UTC))
+    if body.scopes is not None:
+        user.scopes = body.scopes
+    await session.commit()
+    await session.refresh(user)
+    return user
+
+
+@router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a user and their data (admin)")
+async def delete_user(
+    user_id: uuid.UUID, admin: User = Depends(current_admin), session: AsyncSession = Depends(get_session)
+) -> Response:
+    if user_id == admin.id:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail="use DELETE /users/me to delete your own account")
+    await session.delete(await _user_or_404(session, user_id))
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/{user_id}/logins", response_model=Page[LoginOut], summary="A user's login history (admin)")
+async def user_logins(
+    user_id: uuid.UUID,
+    limit: int = PageLimit,
+    offset: int = PageOffset,
+    session: AsyncSession = Depends(get_session),
+) -> Page[LoginOut]:
+    await _user_or_404(session, user_id)
+    rows, total = await page_of_logins(session, user_id, limit, offset)
+    return Page[LoginOut](items=[LoginOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -1,0 +1,123 @@
+"""``POST /token`` (password and refresh_token grants) and ``POST /revoke`` (RFC 7009)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi.responses import JSONResponse
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..deps import AuthState, client_ip, get_ring, get_session, get_state
+from ..grants import Grant, password_grant, refresh_grant, revoke_refresh_token
+from ..keyring import KeyRing
+from ..models import Login
+from ..oauth_errors import NO_STORE, OAuthError
+from ..schemas import TokenResponse
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["oauth2"])
+
+OptionalForm = Annotated[str | None, Form()]
+
+
+def _login_row(request: Request, state: AuthState, grant_type: str | None, username: str | None) -> Login:
+    user_agent = request.headers.get("user-agent")
+    return Login(
+        username=username[:64] if username else None,
+        client_ip=client_ip(request, state.trusted_proxies),
+        user_agent=user_agent[:512] if user_agent else None,
+        grant_type=grant_type,
+    )
+
+
+def _require(value: str | None, name: str) -> str:
+    if not value:
+        raise OAuthError("invalid_request", f"missing form field: {name}")
+    return value
+
+
+@router.post(
+    "/token",
+    response_model=TokenResponse,
+    summary="OAuth2 token endpoint (password and refresh_token grants, form-encoded)",
+    responses={400: {"description": "RFC 6749 error: invalid_request, invalid_grant, invalid_scope, ..."}},
+)
+async def token(
+    request: Request,
+    grant_type: OptionalForm = None,
+    username: OptionalForm = None,
+    password: OptionalForm = None,
+    refresh_token: OptionalForm = None,
+    scope: OptionalForm = None,
+    state: AuthState = Depends(get_state),
+    ring: KeyRing = Depends(get_ring),
+    session: AsyncSession = Depends(get_session),
+) -> JSONResponse:
+    # Every field is optional at the framework level so that a missing one gets an RFC 6749
+    # invalid_request body instead of FastAPI's 422.
+    login = _login_row(request, state, (grant_type or "")[:32] or None, username)
+    now = datetime.now(UTC)
+    grant: Grant | None = None
+    failure: OAuthError | None = None
+    try:
+        grant_type = _require(grant_type, "grant_type")
+        if grant_type == "password":
+            grant = await password_grant(
+                session,
+                state.hasher,
+                ring,
+                state.policy,
+                username=_require(username, "username"),
+                password=_require(password, "password"),
+                scope=scope,
+                now=now,
+            )
+        elif grant_type == "refresh_token":
+            token = _require(refresh_token, "refresh_token")
+            grant = await refresh_grant(session, ring, state.policy, refresh_token=token, scope=scope, now=now)
+        else:
+            raise OAuthError(
+                "unsupported_grant_type", f"grant_type {grant_type!r} is not supported; use password or refresh_token"
+            )
+    except OAuthError as exc:
+        failure = exc
+
+    # Every attempt is recorded, in the same transaction as its effects (a reuse-triggered
+    # family revocation is committed even though the client gets an error).
+    if grant is not None:
+        login.user_id, login.username = grant.user.id, grant.user.username
+        login.success, login.reason = True, "ok"
+    else:
+        assert failure is not None
+        login.user_id, login.success, login.reason = failure.user_id, False, failure.reason
+    session.add(login)
+    await session.commit()
+    if failure is not None:
+        log.info("token request refused: %s", failure.reason)
+        raise failure
+    assert grant is not None
+    body = TokenResponse(
+        access_token=grant.access_token,
+        expires_in=grant.expires_in,
+        refresh_token=grant.refresh_token,
+        scope=" ".join(grant.scopes),
+    )
+    return JSONResponse(body.model_dump(), headers=NO_STORE)
+
+
+@router.post("/revoke", status_code=200, summary="RFC 7009 token revocation (refresh tokens)")
+async def revoke(
+    token: OptionalForm = None,
+    token_type_hint: OptionalForm = None,
+    session: AsyncSession = Depends(get_session),
+) -> Response:
+    token = _require(token, "token")
+    # Access tokens are self-contained JWTs that expire within minutes; RFC 7009 2.2 lets
+    # us answer 200 for them (and for unknown tokens) without doing anything.
+    if token_type_hint in (None, "refresh_token") or "." not in token:
+        await revoke_refresh_token(session, token, datetime.now(UTC))
+        await session.commit()
+    return Response(status_code=200, headers=NO_STORE)

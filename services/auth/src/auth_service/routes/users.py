@@ -1,0 +1,114 @@
+"""Sign-up and the caller's own account: ``/users`` and ``/users/me``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ..accounts import (
+    UserConflict,
+    conflict_from_integrity_error,
+    create_user,
+    find_conflict,
+    page_of_logins,
+    revoke_user_tokens,
+)
+from ..deps import AuthState, current_user, get_session, get_state
+from ..issuing import DEFAULT_SCOPES
+from ..models import User
+from ..schemas import LoginOut, MeUpdate, Page, SignUp, UserOut
+
+router = APIRouter(prefix="/users", tags=["users"])
+
+PageLimit = Query(50, ge=1, le=200)
+PageOffset = Query(0, ge=0)
+
+
+def conflict(exc: UserConflict) -> HTTPException:
+    return HTTPException(status.HTTP_409_CONFLICT, detail=f"{exc.field} is already taken")
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Sign up")
+async def sign_up(
+    body: SignUp, state: AuthState = Depends(get_state), session: AsyncSession = Depends(get_session)
+) -> User:
+    try:
+        return await create_user(
+            session,
+            state.hasher,
+            username=body.username,
+            email=body.email,
+            password=body.password,
+            full_name=body.full_name,
+            scopes=DEFAULT_SCOPES,
+        )
+    except UserConflict as exc:
+        raise conflict(exc) from None
+
+
+@router.get("/me", response_model=UserOut, summary="The signed-in user")
+async def read_me(user: User = Depends(current_user)) -> User:
+    return user
+
+
+async def apply_password_change(
+    session: AsyncSession, state: AuthState, user: User, new_password: str, now: datetime
+) -> None:
+    user.password_hash = await state.hasher.hash(new_password)
+    user.password_changed_at = now
+    # A changed password ends every session: stolen refresh tokens die with the old password.
+    await revoke_user_tokens(session, user.id, "password_changed", now)
+
+
+@router.patch("/me", response_model=UserOut, summary="Change email, full name or password")
+async def update_me(
+    body: MeUpdate,
+    user: User = Depends(current_user),
+    state: AuthState = Depends(get_state),
+    session: AsyncSession = Depends(get_session),
+) -> User:
+    now = datetime.now(UTC)
+    if body.password is not None:
+        if not body.current_password:
+            raise HTTPException(
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="current_password is required to change the password"
+            )
+        valid, _ = await state.hasher.verify(body.current_password, user.password_hash)
+        if not valid:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, detail="current_password is incorrect")
+        await apply_password_change(session, state, user, body.password, now)
+    if body.email is not None and body.email != user.email:
+        if await find_conflict(session, None, body.email, exclude=user.id):
+            raise conflict(UserConflict("email"))
+        user.email = body.email
+    if "full_name" in body.model_fields_set:
+        user.full_name = body.full_name
+    try:
+        await session.commit()
+    except IntegrityError as exc:
+        await session.rollback()
+        raise conflict(conflict_from_integrity_error(exc)) from None
+    await session.refresh(user)
+    return user
+
+
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, summary="Delete the account and all its data")
+async def delete_me(user: User = Depends(current_user), session: AsyncSession = Depends(get_session)) -> Response:
+    # Refresh tokens and login history go with the user (ON DELETE CASCADE).
+    await session.delete(user)
+    await session.commit()
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.get("/me/logins", response_model=Page[LoginOut], summary="The signed-in user's login history, newest first")
+async def my_logins(
+    limit: int = PageLimit,
+    offset: int = PageOffset,
+    user: User = Depends(current_user),
+    session: AsyncSession = Depends(get_session),
+) -> Page[LoginOut]:
+    rows, total = await page_of_logins(session, user.id, limit, offset)
+    return Page[LoginOut](items=[LoginOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)

@@ -1,0 +1,120 @@
+"""Request and response bodies."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+import uuid
+from datetime import datetime
+from typing import Annotated, Generic, Literal, TypeVar
+
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
+
+from .issuing import SCOPES
+from .passwords import password_problem
+
+_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
+
+
+def normalise_username(raw: str) -> str:
+    """NFKC + casefold, so 'Alice', 'ALICE' and full-width forms are one account."""
+    value = unicodedata.normalize("NFKC", raw).strip().casefold()
+    if not _USERNAME.match(value):
+        raise ValueError(
+            "username must be 3-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
+        )
+    return value
+
+
+def normalise_email(raw: str) -> str:
+    return raw.strip().lower()
+
+
+def _check_password(value: str) -> str:
+    problem = password_problem(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
+def _check_scopes(values: list[str]) -> list[str]:
+    unknown = sorted(set(values) - set(SCOPES))
+    if unknown:
+        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
+    return [s for s in SCOPES if s in values]
+
+
+Username = Annotated[str, StringConstraints(max_length=200), AfterValidator(normalise_username)]
+Email = Annotated[EmailStr, AfterValidator(normalise_email)]
+NewPassword = Annotated[str, AfterValidator(_check_password)]
+FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+ScopeList = Annotated[list[str], AfterValidator(_check_scopes)]
+
+
+class SignUp(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    username: Username
+    email: Email
+    password: NewPassword
+    full_name: FullName | None = None
+
+
+class MeUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email | None = None
+    full_name: FullName | None = None
+    password: NewPassword | None = Field(default=None, description="The new password; needs current_password")
+    current_password: str | None = Field(default=None, max_length=1024)
+
+
+class AdminUserUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool | None = None
+    scopes: ScopeList | None = None
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    username: str
+    email: str
+    full_name: str | None
+    scopes: list[str]
+    disabled: bool
+    created_at: datetime
+    updated_at: datetime
+    password_changed_at: datetime
+
+
+class LoginOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    at: datetime
+    username: str | None
+    client_ip: Annotated[str | None, BeforeValidator(lambda v: None if v is None else str(v))]
+    user_agent: str | None
+    grant_type: str | None
+    success: bool
+    reason: str
+
+
+T = TypeVar("T")
+
+
+class Page(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    limit: int
+    offset: int
+
+
+class TokenResponse(BaseModel):
+    access_token: str
+    token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the RFC 6750 type name, not a secret
+    expires_in: int
+    refresh_token: str
+    scope: str

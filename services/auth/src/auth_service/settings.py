@@ -1,0 +1,100 @@
+"""Auth settings: ``MODELGATE_AUTH_*`` (plus ``MODELGATE_ADMIN_*`` for the first admin)."""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+from modelgate_shared.db import async_url
+from modelgate_shared.settings import ServiceSettings
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from .passwords import password_problem
+from .schemas import normalise_username
+
+SIGNING_ALGORITHMS = ("RS256", "ES256")
+
+
+class KeySettings(ServiceSettings):
+    """What the ``keys`` commands need: no database, so keys can be made before Postgres exists."""
+
+    model_config = SettingsConfigDict(env_prefix="MODELGATE_AUTH_", extra="ignore", frozen=True)
+
+    keys_dir: Path
+    # Where the public JWKS of every key in KEYS_DIR is written (verifiers read it).
+    public_jwks_file: Path | None = None
+    # Pin the signing key by kid; by default the newest key (last file name) signs.
+    signing_kid: str | None = None
+    key_algorithm: str = "RS256"
+
+    @field_validator("key_algorithm")
+    @classmethod
+    def _known_algorithm(cls, value: str) -> str:
+        if value not in SIGNING_ALGORITHMS:
+            raise ValueError(f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        return value
+
+
+class AuthSettings(KeySettings):
+    database_url: str
+    database_pool_size: int = Field(default=5, ge=1, le=100)
+    issuer: str = "http://127.0.0.1:8000/auth"
+    audience: str = "modelgate-api"
+    bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
+    refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=60, le=31_536_000)
+    token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # Addresses or networks (CIDR) whose X-Forwarded-For is believed when recording a
+    # login's client IP: the gateway. JSON list in the environment.
+    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    # The first admin, created at start when no user has that name. Unprefixed on purpose:
+    # these names are part of the launcher contract.
+    admin_username: str | None = Field(
+        default=None, validation_alias=AliasChoices("MODELGATE_ADMIN_USERNAME", "admin_username")
+    )
+    admin_password: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("MODELGATE_ADMIN_PASSWORD", "admin_password")
+    )
+    admin_email: str | None = Field(default=None, validation_alias=AliasChoices("MODELGATE_ADMIN_EMAIL", "admin_email"))
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or CIDR network") from None
+        return value
+
+    def trusted_proxy_networks(self) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+        return tuple(ipaddress.ip_network(entry, strict=False) for entry in self.trusted_proxies)
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        async_url(value)  # raises ValueError with a clear message
+        return value
+
+    @field_validator("admin_username")
+    @classmethod
+    def _admin_username(cls, value: str | None) -> str | None:
+        return normalise_username(value) if value else None
+
+    @field_validator("admin_password")
+    @classmethod
+    def _admin_password(cls, value: SecretStr | None) -> SecretStr | None:
+        # docker compose passes unset variables through as empty strings.
+        if value is None or not value.get_secret_value():
+            return None
+        problem = password_problem(value.get_secret_value())
+        if problem:
+            raise ValueError(problem)
+        return value
+
+    @model_validator(mode="after")
+    def _admin_pair(self) -> AuthSettings:
+        if bool(self.admin_username) != bool(self.admin_password):
+            raise ValueError("set both MODELGATE_ADMIN_USERNAME and MODELGATE_ADMIN_PASSWORD, or neither")
+        return self

@@ -1,0 +1,122 @@
+from __future__ import annotations
+
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from auth_service.app import create_app
+from auth_service.cli import MIGRATIONS, VERSION_TABLE
+from auth_service.settings import AuthSettings
+from fastapi import FastAPI
+from modelgate_shared.db import upgrade
+from modelgate_shared.keys import PrivateKey, generate_private_key, private_key_pem
+from modelgate_shared.tokens import FileKeySource, TokenVerifier
+
+ISSUER = "http://gateway.test/auth"
+AUDIENCE = "modelgate-api"
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture(scope="session")
+def rsa_key() -> PrivateKey:
+    # RSA generation is slow: one key for the whole session.
+    return generate_private_key("RS256")
+
+
+def write_key(keys_dir: Path, name: str, key: PrivateKey) -> Path:
+    keys_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path = keys_dir / name
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(private_key_pem(key))
+    return path
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path, rsa_key: PrivateKey) -> Path:
+    directory = tmp_path / "keys"
+    write_key(directory, "20260101T000000000000Z-first.pem", rsa_key)
+    return directory
+
+
+@pytest.fixture
+def jwks_file(tmp_path: Path) -> Path:
+    return tmp_path / "public" / "jwks.json"
+
+
+@pytest.fixture
+def migrated_db(database_url: str) -> str:
+    upgrade(MIGRATIONS, database_url, VERSION_TABLE)
+    return database_url
+
+
+@pytest.fixture
+def settings_overrides() -> dict[str, Any]:
+    return {}
+
+
+@pytest.fixture
+def settings(migrated_db: str, keys_dir: Path, jwks_file: Path, settings_overrides: dict[str, Any]) -> AuthSettings:
+    values: dict[str, Any] = {
+        "database_url": migrated_db,
+        "keys_dir": keys_dir,
+        "public_jwks_file": jwks_file,
+        "issuer": ISSUER,
+        "audience": AUDIENCE,
+        "bcrypt_rounds": 4,
+        "admin_username": None,
+        "admin_password": None,
+        **settings_overrides,
+    }
+    return AuthSettings(**values)
+
+
+@pytest.fixture
+async def app(settings: AuthSettings) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app, client=("127.0.0.1", 50000))
+    async with httpx.AsyncClient(transport=transport, base_url="http://auth.test") as http:
+        yield http
+
+
+@pytest.fixture
+def verifier(jwks_file: Path) -> TokenVerifier:
+    """What inference and the gateway do: verify with the JWKS file auth published."""
+    return TokenVerifier(FileKeySource(jwks_file, refresh_interval=0), issuer=ISSUER, audience=AUDIENCE)
+
+
+async def sign_up(
+    client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD, email: str | None = None
+) -> dict[str, Any]:
+    response = await client.post(
+        "/users", json={"username": username, "password": password, "email": email or f"{username}@example.com"}
+    )
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def login(
+    client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD, **extra: str
+) -> httpx.Response:
+    return await client.post(
+        "/token", data={"grant_type": "password", "username": username, "password": password, **extra}
+    )
+
+
+async def tokens_for(client: httpx.AsyncClient, username: str = "alice", password: str = PASSWORD) -> dict[str, Any]:
+    response = await login(client, username, password)
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}

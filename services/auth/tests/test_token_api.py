@@ -1,0 +1,230 @@
+from __future__ import annotations
+
+import asyncio
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import httpx
+import pytest
+from auth_service.housekeeping import prune
+from auth_service.models import Login, RefreshToken
+from fastapi import FastAPI
+from modelgate_shared.tokens import InvalidToken, TokenVerifier
+from sqlalchemy import select, update
+
+from .conftest import PASSWORD, login, sign_up, tokens_for
+
+
+async def test_password_grant_issues_token_the_shared_verifier_accepts(
+    client: httpx.AsyncClient, verifier: TokenVerifier
+) -> None:
+    user = await sign_up(client)
+    response = await login(client)
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+    body = response.json()
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 900
+    assert body["scope"] == "predict models:read"
+    assert len(body["refresh_token"]) >= 43  # 256 bits, base64url
+    claims = await verifier.verify(body["access_token"])
+    assert claims.sub == user["id"]
+    assert claims.username == "alice"
+    assert claims.scopes == {"predict", "models:read"}
+    assert claims.expires_at - claims.issued_at == 900
+    assert claims.raw["nbf"] == claims.issued_at
+
+
+async def test_username_is_case_insensitive_at_login(client: httpx.AsyncClient) -> None:
+    await sign_up(client, "Alice")
+    assert (await login(client, "ALICE")).status_code == 200
+
+
+async def test_unknown_user_and_wrong_password_get_the_same_answer(client: httpx.AsyncClient) -> None:
+    await sign_up(client)
+    wrong = await login(client, "alice", "not the password at all")
+    unknown = await login(client, "nobody", PASSWORD)
+    assert wrong.status_code == unknown.status_code == 400
+    assert (
+        wrong.json()
+        == unknown.json()
+        == {
+            "error": "invalid_grant",
+            "error_description": "invalid username or password",
+        }
+    )
+
+
+@pytest.mark.parametrize(
+    ("data", "error"),
+    [
+        ({}, "invalid_request"),
+        ({"grant_type": "password", "password": PASSWORD}, "invalid_request"),
+        ({"grant_type": "password", "username": "alice"}, "invalid_request"),
+        ({"grant_type": "refresh_token"}, "invalid_request"),
+        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+    ],
+)
+async def test_malformed_token_requests_get_rfc6749_errors(
+    client: httpx.AsyncClient, data: dict[str, str], error: str
+) -> None:
+    response = await client.post("/token", data=data)
+    assert response.status_code == 400
+    assert response.json()["error"] == error
+    assert response.json()["error_description"]
+
+
+async def test_requested_scope_narrows_the_token_and_must_be_granted(
+    client: httpx.AsyncClient, verifier: TokenVerifier
+) -> None:
+    await sign_up(client)
+    narrowed = await login(client, scope="predict")
+    assert narrowed.status_code == 200
+    assert (await verifier.verify(narrowed.json()["access_token"])).scopes == {"predict"}
+    widened = await login(client, scope="predict admin")
+    assert widened.status_code == 400
+    assert widened.json()["error"] == "invalid_scope"
+
+
+async def refresh(client: httpx.AsyncClient, token: str) -> httpx.Response:
+    return await client.post("/token", data={"grant_type": "refresh_token", "refresh_token": token})
+
+
+async def test_refresh_rotates_and_reuse_revokes_the_family(client: httpx.AsyncClient, verifier: TokenVerifier) -> None:
+    await sign_up(client)
+    first = await tokens_for(client)
+    second = await refresh(client, first["refresh_token"])
+    assert second.status_code == 200
+    rotated = second.json()
+    assert rotated["refresh_token"] != first["refresh_token"]
+    await verifier.verify(rotated["access_token"])
+
+    # The first token again: a replay. It fails, and so does the legitimate newer token.
+    replay = await refresh(client, first["refresh_token"])
+    assert replay.status_code == 400
+    assert replay.json()["error"] == "invalid_grant"
+    after = await refresh(client, rotated["refresh_token"])
+    assert after.status_code == 400
+    assert after.json()["error"] == "invalid_grant"
+
+
+async def test_reuse_revokes_only_that_family(client: httpx.AsyncClient) -> None:
+    await sign_up(client)
+    laptop = await tokens_for(client)
+    phone = await tokens_for(client)
+    assert (await refresh(client, laptop["refresh_token"])).status_code == 200
+    assert (await refresh(client, laptop["refresh_token"])).status_code == 400
+    assert (await refresh(client, phone["refresh_token"])).status_code == 200
+
+
+async def test_refresh_tokens_are_stored_only_as_hashes(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await sign_up(client)
+    issued = await tokens_for(client)
+    async with app.state.auth.sessions() as session:
+        hashes = list(await session.scalars(select(RefreshToken.token_hash)))
+    assert len(hashes) == 1
+    assert issued["refresh_token"] not in hashes[0]
+    assert len(hashes[0]) == 64
+
+
+async def test_unknown_refresh_token_is_invalid_grant(client: httpx.AsyncClient) -> None:
+    response = await refresh(client, "x" * 43)
+    assert response.status_code == 400
+    assert response.json()["error"] == "invalid_grant"
+
+
+async def test_revoke_ends_the_session(client: httpx.AsyncClient) -> None:
+    await sign_up(client)
+    issued = await tokens_for(client)
+    response = await client.post("/revoke", data={"token": issued["refresh_token"]})
+    assert response.status_code == 200
+    assert (await refresh(client, issued["refresh_token"])).status_code == 400
+    # RFC 7009: unknown tokens are not an error.
+    assert (await client.post("/revoke", data={"token": "unknown"})).status_code == 200
+    missing = await client.post("/revoke", data={})
+    assert missing.status_code == 400
+    assert missing.json()["error"] == "invalid_request"
+
+
+async def test_every_attempt_is_recorded_in_logins(client: httpx.AsyncClient, app: FastAPI) -> None:
+    user = await sign_up(client)
+    await login(client, "alice", "wrong password!!")
+    await login(client, "ghost", PASSWORD)
+    issued = await tokens_for(client)
+    await refresh(client, issued["refresh_token"])
+    async with app.state.auth.sessions() as session:
+        rows = list(await session.scalars(select(Login).order_by(Login.id)))
+    summary = [(r.username, r.user_id, r.success, r.reason, r.grant_type) for r in rows]
+    alice = uuid.UUID(user["id"])
+    assert summary == [
+        ("alice", alice, False, "wrong_password", "password"),
+        ("ghost", None, False, "unknown_user", "password"),
+        ("alice", alice, True, "ok", "password"),
+        ("alice", alice, True, "ok", "refresh_token"),
+    ]
+    assert all(str(r.client_ip) == "127.0.0.1" for r in rows)
+
+
+async def test_login_records_forwarded_client_ip_from_trusted_proxy(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await sign_up(client)
+    await client.post(
+        "/token",
+        data={"grant_type": "password", "username": "alice", "password": PASSWORD},
+        headers={"X-Forwarded-For": "203.0.113.9, 198.51.100.7", "User-Agent": "tests/1.0"},
+    )
+    async with app.state.auth.sessions() as session:
+        row = await session.scalar(select(Login))
+    assert row is not None
+    assert str(row.client_ip) == "198.51.100.7"
+    assert row.user_agent == "tests/1.0"
+
+
+async def test_access_token_is_rejected_by_a_verifier_for_another_audience(
+    client: httpx.AsyncClient, verifier: TokenVerifier
+) -> None:
+    await sign_up(client)
+    issued = await tokens_for(client)
+    other = TokenVerifier(verifier.keys, issuer=verifier.issuer, audience="another-api")
+    with pytest.raises(InvalidToken):
+        await other.verify(issued["access_token"])
+
+
+async def test_concurrent_use_of_one_refresh_token_is_treated_as_reuse(client: httpx.AsyncClient) -> None:
+    await sign_up(client)
+    issued = await tokens_for(client)
+    results = await asyncio.gather(*(refresh(client, issued["refresh_token"]) for _ in range(2)))
+    assert sorted(r.status_code for r in results) == [200, 400]
+    winner = next(r for r in results if r.status_code == 200).json()
+    # The race revoked the family, so even the winner's new token is dead.
+    assert (await refresh(client, winner["refresh_token"])).status_code == 400
+
+
+async def test_malformed_attempts_are_recorded_too(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await client.post("/token", data={"grant_type": "client_credentials", "username": "mallory"})
+    await client.post("/token", data={"grant_type": "password", "username": "mallory"})
+    async with app.state.auth.sessions() as session:
+        rows = list(await session.scalars(select(Login).order_by(Login.id)))
+    assert [(r.username, r.grant_type, r.success, r.reason) for r in rows] == [
+        ("mallory", "client_credentials", False, "unsupported_grant_type"),
+        ("mallory", "password", False, "invalid_request"),
+    ]
+
+
+async def test_prune_deletes_expired_tokens_and_old_logins(client: httpx.AsyncClient, app: FastAPI) -> None:
+    await sign_up(client)
+    first = await tokens_for(client)
+    second = await refresh(client, first["refresh_token"])
+    state = app.state.auth
+    async with state.sessions() as session:
+        # Age the first (rotated) token and one login past their limits.
+        await session.execute(
+            update(RefreshToken)
+            .where(RefreshToken.replaced_by_id.is_not(None))
+            .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
+        )
+        oldest = await session.scalar(select(Login.id).order_by(Login.id).limit(1))
+        await session.execute(update(Login).where(Login.id == oldest).values(at=datetime.now(UTC) - timedelta(days=91)))
+        await session.commit()
+        assert await prune(session, datetime.now(UTC), timedelta(days=90)) == (1, 1)
+    # The live token still works.
+    assert (await refresh(client, second.json()["refresh_token"])).status_code == 200
