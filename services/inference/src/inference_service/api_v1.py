@@ -1,0 +1,176 @@
+"""The simple JSON API: ``/v1/models``, metadata, JSON and CSV predictions."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Request
+from modelgate_shared.bearer import require_scopes
+from modelgate_shared.tokens import AccessClaims
+from starlette.datastructures import UploadFile
+from starlette.formparsers import MultiPartException, MultiPartParser
+from starlette.responses import Response
+
+from .csv_io import parse_csv, predictions_csv
+from .dependencies import get_registry, get_settings, model_from_path
+from .json_body import OrjsonResponse, parse_json, read_body
+from .model_store import LoadedModel, ModelRegistry
+from .offload import run_cpu
+from .prediction import predict, v1_body
+from .schemas import (
+    CSV_REQUEST_BODY,
+    ModelDetail,
+    ModelList,
+    PredictRequest,
+    PredictResponse,
+    json_request_body,
+    record_schema,
+)
+from .settings import InferenceSettings
+from .validation import InputError, Problem, instances_to_matrix
+
+router = APIRouter(prefix="/v1", tags=["v1"])
+
+read_models = require_scopes("models:read")
+predict_scope = require_scopes("predict")
+
+
+def summary(registry: ModelRegistry, model: LoadedModel) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "default_version": registry.default_version(model.name),
+        "versions": registry.versions(model.name),
+        "task": model.metadata.task,
+        "features": list(model.features),
+        "classes": list(model.classes),
+        "metrics": dict(model.metadata.metrics),
+    }
+
+
+@router.get("/models", response_model=ModelList, summary="List models")
+async def list_models(
+    _: AccessClaims = Depends(read_models), registry: ModelRegistry = Depends(get_registry)
+) -> OrjsonResponse:
+    models = [summary(registry, m) for name in registry.names() if (m := registry.get(name)) is not None]
+    return OrjsonResponse({"models": models})
+
+
+def _detail(registry: ModelRegistry, model: LoadedModel) -> OrjsonResponse:
+    return OrjsonResponse(
+        {
+            **summary(registry, model),
+            "version": model.version,
+            "input_schema": record_schema(model),
+            "metadata": dict(model.metadata.raw),
+        }
+    )
+
+
+@router.get("/models/{name}", response_model=ModelDetail, summary="Model metadata, input schema and metrics")
+async def model_detail(
+    _: AccessClaims = Depends(read_models),
+    registry: ModelRegistry = Depends(get_registry),
+    model: LoadedModel = Depends(model_from_path),
+) -> OrjsonResponse:
+    return _detail(registry, model)
+
+
+@router.get("/models/{name}/versions/{version}", response_model=ModelDetail, summary="One model version's metadata")
+async def model_version_detail(
+    _: AccessClaims = Depends(read_models),
+    registry: ModelRegistry = Depends(get_registry),
+    model: LoadedModel = Depends(model_from_path),
+) -> OrjsonResponse:
+    return _detail(registry, model)
+
+
+def predict_json_body(model: LoadedModel, body: bytes, max_rows: int) -> bytes:
+    """Parse, validate, predict and encode: everything CPU-bound, so it can run in a thread."""
+    payload = parse_json(body)
+    if not isinstance(payload, dict) or "instances" not in payload:
+        raise InputError([Problem(("body",), 'expected a JSON object {"instances": [...]}', "value_error.missing")])
+    unknown = sorted(k for k in payload if k != "instances")
+    if unknown:
+        raise InputError([Problem(("body", unknown[0]), f"unknown fields {unknown}", "value_error.extra")])
+    matrix = instances_to_matrix(payload["instances"], model.features, max_rows)
+    return orjson.dumps(v1_body(model, predict(model, matrix)))
+
+
+PREDICT_DOC: dict[str, Any] = {
+    "response_model": PredictResponse,
+    "responses": {413: {"description": "too many rows or too large a body"}, 422: {"description": "bad input"}},
+    "openapi_extra": json_request_body(PredictRequest),
+}
+
+
+@router.post("/models/{name}/predict", summary="Predict from JSON records or rows", **PREDICT_DOC)
+@router.post("/models/{name}/versions/{version}/predict", summary="Predict with one model version", **PREDICT_DOC)
+async def predict_json(
+    request: Request,
+    _: AccessClaims = Depends(predict_scope),
+    model: LoadedModel = Depends(model_from_path),
+    settings: InferenceSettings = Depends(get_settings),
+) -> Response:
+    body = await read_body(request, settings.max_upload_bytes)
+    content = await run_cpu(settings, len(body), predict_json_body, model, body, settings.max_batch_rows)
+    return Response(content, media_type="application/json")
+
+
+async def uploaded_csv(request: Request, settings: InferenceSettings) -> bytes:
+    """The one file part of a multipart upload. The whole body is size-capped before parsing,
+    so an oversized upload is refused without being spooled to disk first."""
+    body = await read_body(request, settings.max_upload_bytes)
+    content_type = request.headers.get("content-type", "")
+    if not content_type.startswith("multipart/form-data"):
+        raise InputError(
+            [Problem(("body",), "expected a multipart/form-data upload with a 'file' part", "value_error.content_type")]
+        )
+
+    async def stream() -> Any:
+        yield body
+
+    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=10)
+    try:
+        form = await parser.parse()
+    except MultiPartException as exc:
+        raise InputError(
+            [Problem(("body",), f"malformed multipart upload: {exc.message}", "value_error.multipart")]
+        ) from None
+    try:
+        upload = form.get("file")
+        if not isinstance(upload, UploadFile):
+            raise InputError([Problem(("body", "file"), "missing the 'file' part (a CSV file)", "value_error.missing")])
+        return await upload.read()
+    finally:
+        await form.close()
+
+
+@router.post(
+    "/models/{name}/predict-csv",
+    summary="Predict a CSV file (JSON, or CSV with Accept: text/csv)",
+    openapi_extra=CSV_REQUEST_BODY,
+)
+@router.post(
+    "/models/{name}/versions/{version}/predict-csv",
+    summary="Predict a CSV file with one model version",
+    openapi_extra=CSV_REQUEST_BODY,
+)
+async def predict_csv(
+    request: Request,
+    _: AccessClaims = Depends(predict_scope),
+    model: LoadedModel = Depends(model_from_path),
+    settings: InferenceSettings = Depends(get_settings),
+) -> Response:
+    data = await uploaded_csv(request, settings)
+    as_csv = "text/csv" in request.headers.get("accept", "")
+    content = await run_cpu(settings, len(data), _score_csv, model, data, settings.max_batch_rows, as_csv)
+    return Response(content, media_type="text/csv; charset=utf-8" if as_csv else "application/json")
+
+
+def _score_csv(model: LoadedModel, data: bytes, max_rows: int, as_csv: bool) -> bytes:
+    matrix = parse_csv(data, model.features, max_rows)
+    result = predict(model, matrix)
+    if as_csv:
+        return predictions_csv(model.features, matrix, result).encode()
+    return orjson.dumps(v1_body(model, result))

@@ -1,0 +1,60 @@
+"""Reading request bodies with a size cap, and fast JSON in both directions."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import orjson
+from fastapi import Request
+from starlette.responses import Response
+
+
+class BodyTooLarge(Exception):
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"request body exceeds the limit of {limit} bytes")
+        self.limit = limit
+
+
+class InvalidJson(Exception):
+    """The body is not JSON; ``str(exc)`` names where it broke."""
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing early (by Content-Length) or as soon as it passes ``limit``."""
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise BodyTooLarge(limit)
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyTooLarge(limit)
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    """orjson first (fast); the standard library only when that fails, because it also
+    reads NaN/Infinity, which validation then rejects by row and field instead of as bad JSON."""
+    if not body.strip():
+        raise InvalidJson("request body is empty; expected a JSON object")
+    try:
+        return orjson.loads(body)
+    except orjson.JSONDecodeError:
+        pass
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise InvalidJson(f"request body is not valid JSON: {exc}") from None
+
+
+class OrjsonResponse(Response):
+    """JSON rendered by orjson (numpy arrays included): encoding a 10,000-row answer
+    costs a few milliseconds instead of tens."""
+
+    media_type = "application/json"
+
+    def render(self, content: Any) -> bytes:
+        return orjson.dumps(content, option=orjson.OPT_SERIALIZE_NUMPY)

@@ -1,0 +1,23 @@
+"""Inference service settings (``MODELGATE_INFERENCE_`` prefix)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from modelgate_shared.settings import ServiceSettings, VerifierSettings
+from pydantic import Field
+from pydantic_settings import SettingsConfigDict
+
+
+class InferenceSettings(VerifierSettings, ServiceSettings):
+    model_config = SettingsConfigDict(env_prefix="MODELGATE_INFERENCE_", extra="ignore", frozen=True)
+
+    # Folder of <name>/<version>/{model.skops,metadata.json}; every model in it is loaded at start.
+    model_dir: Path
+    # Rows per request (JSON, V2 or CSV); more is a 413.
+    max_batch_rows: int = Field(default=10_000, ge=1)
+    # Request body size limit for predictions and CSV uploads; more is a 413.
+    max_upload_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    # Bodies at least this large are parsed, validated and predicted in a worker thread, so a
+    # big batch never stalls health checks and small requests on the event loop.
+    offload_min_body_bytes: int = Field(default=16 * 1024, ge=0)

@@ -1,0 +1,194 @@
+"""Fixtures: a real RSA key pair and JWKS file, signed test tokens, a trained model folder,
+and the app under test (its lifespan runs, so models load exactly as in production)."""
+
+from __future__ import annotations
+
+import csv
+import functools
+import http.server
+import os
+import threading
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from inference_service.app import create_app
+from inference_service.settings import InferenceSettings
+from inference_service.train import train
+from jose import jwt
+from modelgate_shared.keys import generate_private_key, private_key_pem, public_jwk, write_jwks
+
+ISSUER = "http://issuer.test/auth"
+AUDIENCE = "modelgate-api"
+FEATURES = ("preg", "plas", "pres", "skin", "test", "mass", "pedi", "age")
+PIMA_ROW = {"preg": 6, "plas": 148, "pres": 72, "skin": 35, "test": 0, "mass": 33.6, "pedi": 0.627, "age": 50}
+HEALTHY_ROW = {"preg": 1, "plas": 85, "pres": 66, "skin": 29, "test": 0, "mass": 26.6, "pedi": 0.351, "age": 31}
+LOCAL_PIMA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pima-indians-diabetes.csv"
+
+
+def pima_csv() -> Path | None:
+    """The real Pima CSV: MODELGATE_TRAINING_DATA (as CI sets it), else the shared data folder."""
+    configured = os.environ.get("MODELGATE_TRAINING_DATA")
+    if configured and Path(configured).is_file():
+        return Path(configured)
+    return LOCAL_PIMA if LOCAL_PIMA.is_file() else None
+
+
+def write_synthetic_csv(path: Path, rows: int = 400, seed: int = 3) -> Path:
+    """Pima-shaped data with a plain rule (high glucose and mass means diabetic), so API
+    tests do not depend on the real file and their expected labels are obvious."""
+    rng = np.random.default_rng(seed)
+    plas = rng.uniform(60, 200, rows)
+    mass = rng.uniform(18, 50, rows)
+    label = ((plas - 120) / 40 + (mass - 32) / 10 + rng.normal(0, 0.3, rows) > 0).astype(int)
+    with path.open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow([*FEATURES, "class"])
+        for i in range(rows):
+            other = rng.uniform(0, 1, 6)
+            writer.writerow(
+                [
+                    round(other[0] * 10),
+                    round(plas[i]),
+                    round(40 + other[1] * 50),
+                    round(other[2] * 40),
+                    round(other[3] * 200),
+                    round(mass[i], 1),
+                    round(0.1 + other[4], 3),
+                    round(21 + other[5] * 50),
+                    label[i],
+                ]
+            )
+    return path
+
+
+@dataclass
+class Signer:
+    """Signs tokens with the test key; claims can be overridden or removed (value None)."""
+
+    private_pem: bytes
+    kid: str
+
+    def token(self, scope: str = "predict models:read", *, headers: dict[str, Any] | None = None, **claims: Any) -> str:
+        now = int(time.time())
+        payload: dict[str, Any] = {
+            "iss": ISSUER,
+            "aud": AUDIENCE,
+            "sub": str(uuid.uuid4()),
+            "preferred_username": "tester",
+            "scope": scope,
+            "iat": now,
+            "nbf": now,
+            "exp": now + 600,
+            "jti": uuid.uuid4().hex,
+        }
+        payload.update(claims)
+        payload = {k: v for k, v in payload.items() if v is not None}
+        return jwt.encode(payload, self.private_pem, algorithm="RS256", headers={"kid": self.kid, **(headers or {})})
+
+    def auth(self, scope: str = "predict models:read") -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token(scope)}"}
+
+
+@pytest.fixture(scope="session")
+def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("keys")
+
+
+@pytest.fixture(scope="session")
+def signer(keys_dir: Path) -> Signer:
+    key = generate_private_key("RS256")
+    jwk = public_jwk(key.public_key())
+    write_jwks(keys_dir / "jwks.json", {"keys": [jwk]})
+    return Signer(private_key_pem(key), jwk["kid"])
+
+
+@pytest.fixture(scope="session")
+def jwks_path(signer: Signer, keys_dir: Path) -> Path:
+    return keys_dir / "jwks.json"
+
+
+@pytest.fixture(scope="session")
+def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two versions of ``diabetes`` (so version selection is testable), trained once."""
+    root = tmp_path_factory.mktemp("models")
+    data = write_synthetic_csv(root.parent / "synthetic.csv")
+    for _ in range(2):
+        train(model_dir=root, source=str(data), expected_sha256=None, columns=None)
+    return root
+
+
+@pytest.fixture
+def make_settings(jwks_path: Path, model_dir: Path) -> Callable[..., InferenceSettings]:
+    def build(**overrides: Any) -> InferenceSettings:
+        values: dict[str, Any] = {
+            "model_dir": model_dir,
+            "public_keys": jwks_path,
+            "issuer": ISSUER,
+            "audience": AUDIENCE,
+            "key_refresh_interval_seconds": 0,
+        }
+        values.update(overrides)
+        return InferenceSettings(**values)
+
+    return build
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., InferenceSettings]) -> InferenceSettings:
+    return make_settings()
+
+
+@asynccontextmanager
+async def serve(settings: InferenceSettings) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan run (models loaded as in production), behind an in-process client."""
+    app = create_app(settings)
+    transport = httpx.ASGITransport(app=app)
+    async with (
+        app.router.lifespan_context(app),
+        httpx.AsyncClient(transport=transport, base_url="http://inference.test") as http,
+    ):
+        yield http
+
+
+@pytest.fixture
+async def client(settings: InferenceSettings) -> AsyncIterator[httpx.AsyncClient]:
+    async with serve(settings) as http:
+        yield http
+
+
+@pytest.fixture
+def env_clean(monkeypatch: pytest.MonkeyPatch) -> Iterator[pytest.MonkeyPatch]:
+    """No MODELGATE_* from the developer's shell leaks into a settings test."""
+    for name in list(os.environ):
+        if name.startswith("MODELGATE_"):
+            monkeypatch.delenv(name)
+    yield monkeypatch
+
+
+@pytest.fixture
+def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
+    """A real HTTP server for a folder: (base URL, folder)."""
+    root = tmp_path / "www"
+    root.mkdir()
+    handler = functools.partial(QuietHandler, directory=str(root))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", root
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+class QuietHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
