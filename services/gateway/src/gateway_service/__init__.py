@@ -1,0 +1,1 @@
+"""modelgate gateway service."""

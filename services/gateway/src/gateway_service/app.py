@@ -1,0 +1,55 @@
+"""The gateway ASGI app: ``uvicorn gateway_service.app:create_app --factory``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from modelgate_shared.health import health_router
+from modelgate_shared.request_context import RequestIdMiddleware, configure_logging
+from modelgate_shared.settings import load_settings
+
+from .admin import admin_router
+from .docs import install_docs
+from .metrics_route import metrics_router
+from .proxy import ProxyMiddleware
+from .runtime import Gateway
+from .settings import GatewaySettings
+
+
+def create_app(settings: GatewaySettings | None = None) -> FastAPI:
+    settings = settings or load_settings(GatewaySettings)
+    configure_logging("gateway", settings.log_level, settings.log_json)
+    # httpx logs every upstream call at INFO: noise, and a cost on the hot path.
+    logging.getLogger("httpx").setLevel(logging.WARNING)
+    gateway = Gateway(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await gateway.start()
+        try:
+            yield
+        finally:
+            await gateway.stop()
+
+    app = FastAPI(
+        title="modelgate",
+        version="0.1.0",
+        lifespan=lifespan,
+        # /docs and /openapi.json are the merged platform spec (docs.py), not FastAPI's own.
+        docs_url=None,
+        redoc_url=None,
+        openapi_url=None,
+    )
+    app.state.gateway = gateway
+    app.state.verifier = gateway.verifier  # for modelgate_shared.bearer.require_scopes
+    app.include_router(health_router(gateway.readiness_checks))
+    app.include_router(metrics_router(gateway.metrics))
+    app.include_router(admin_router())
+    install_docs(app, gateway)
+    # Added last = outermost: the request id exists before the proxy runs.
+    app.add_middleware(ProxyMiddleware, gateway=gateway)
+    app.add_middleware(RequestIdMiddleware)
+    return app

@@ -1,0 +1,113 @@
+"""Header handling between client and upstream (pure functions over ASGI header lists)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+
+Headers = list[tuple[bytes, bytes]]
+Network = IPv4Network | IPv6Network
+
+# RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway sets itself.
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+    }
+)
+_SET_BY_GATEWAY = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
+
+
+def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
+    """Headers named in Connection are hop-by-hop too (RFC 9110 7.6.1)."""
+    names: set[bytes] = set()
+    for key, value in headers:
+        if key == b"connection":
+            names.update(t.strip().lower() for t in value.split(b",") if t.strip())
+    return names
+
+
+def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
+    if not trusted:
+        return False
+    try:
+        ip: IPv4Address | IPv6Address = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def forwarded_for_chain(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
+    chain: list[str] = []
+    for key, value in headers:
+        if key == b"x-forwarded-for":
+            chain += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
+    return chain
+
+
+def client_ip(peer: str, headers: Iterable[tuple[bytes, bytes]], trusted: Sequence[Network]) -> str:
+    """The client address: the peer, unless it is a trusted proxy, in which case the
+    right-most X-Forwarded-For entry that is not itself a trusted proxy."""
+    if not _is_trusted(peer, trusted):
+        return peer
+    for hop in reversed(forwarded_for_chain(headers)):
+        if not _is_trusted(hop, trusted):
+            try:
+                return str(ip_address(hop))
+            except ValueError:
+                return peer  # garbage in a trusted chain: fall back to what we know
+    return peer
+
+
+def upstream_headers(
+    headers: Sequence[tuple[bytes, bytes]],
+    *,
+    peer: str,
+    scheme: str,
+    request_id: str,
+    trusted: Sequence[Network],
+) -> Headers:
+    """Request headers for the upstream: hop-by-hop removed, X-Forwarded-* and X-Request-ID set.
+
+    A client's own X-Forwarded-* is kept only when it comes from a trusted proxy, or an
+    upstream that believes the header could be fooled by any client.
+    """
+    drop = HOP_BY_HOP | _SET_BY_GATEWAY | _connection_tokens(headers)
+    out: Headers = [(k, v) for k, v in headers if k not in drop]
+    from_proxy = _is_trusted(peer, trusted)
+    chain = forwarded_for_chain(headers) if from_proxy else []
+    chain.append(peer)
+    out.append((b"x-forwarded-for", ", ".join(chain).encode("latin-1")))
+    proto = scheme
+    host = b""
+    for key, value in headers:
+        if key == b"host":
+            host = value
+        elif key == b"x-forwarded-proto" and from_proxy:
+            proto = value.decode("latin-1")
+    out.append((b"x-forwarded-proto", proto.encode("latin-1")))
+    if host:
+        out.append((b"x-forwarded-host", host))
+    out.append((b"x-request-id", request_id.encode("latin-1")))
+    return out
+
+
+def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
+    """Upstream response headers for the client: hop-by-hop removed; the request id is set by middleware."""
+    raw = [(k.lower(), v) for k, v in headers]  # ASGI wants lower-case names
+    drop = HOP_BY_HOP | _connection_tokens(raw) | {b"x-request-id"}
+    return [(k, v) for k, v in raw if k not in drop]
+
+
+def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:
+    for key, value in headers:
+        if key == name:
+            return value
+    return None

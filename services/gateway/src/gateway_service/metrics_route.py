@@ -1,0 +1,18 @@
+"""``GET /metrics`` in the Prometheus text format."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from .metrics import GatewayMetrics
+
+
+def metrics_router(metrics: GatewayMetrics) -> APIRouter:
+    router = APIRouter(tags=["observability"])
+
+    @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
+    async def prometheus_metrics() -> Response:
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    return router

@@ -1,0 +1,71 @@
+"""Rate-limit policies: parsing and choosing which apply to a request (pure functions)."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+_PERIODS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
+_PERIODS["day"] = _PERIODS["d"] = 86400.0
+_POLICY = re.compile(r"^\s*(\d+)\s*/\s*([0-9.]*)\s*([a-z]*)\s*(?::\s*(\d+))?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class RatePolicy:
+    """``limit`` requests per ``period`` seconds, at most ``burst`` of them back to back (GCRA)."""
+
+    name: str
+    limit: int
+    period: float
+    burst: int
+
+    @property
+    def interval_us(self) -> int:
+        """GCRA emission interval: the steady spacing between requests, in microseconds."""
+        return max(1, round(self.period * 1_000_000 / self.limit))
+
+    def header(self) -> str:
+        return f"{self.limit};w={self.period:g};burst={self.burst}"
+
+
+def parse_policy(text: str, name: str) -> RatePolicy:
+    """``"600/minute"``, ``"600/60"``, ``"10/5min:3"``; burst defaults to the limit."""
+    match = _POLICY.match(text.lower())
+    if not match:
+        raise ValueError(f"{name}: {text!r} is not LIMIT/PERIOD[:BURST], e.g. '600/minute:100'")
+    limit, amount, unit, burst = match.groups()
+    if unit and unit not in _PERIODS:
+        raise ValueError(f"{name}: unknown period unit {unit!r} (use second, minute, hour or day)")
+    if not amount and not unit:
+        raise ValueError(f"{name}: {text!r} has no period")
+    period = (float(amount) if amount else 1.0) * (_PERIODS[unit] if unit else 1.0)
+    if int(limit) < 1 or period <= 0:
+        raise ValueError(f"{name}: limit and period must be positive in {text!r}")
+    burst_value = int(burst) if burst else int(limit)
+    if burst_value < 1:
+        raise ValueError(f"{name}: burst must be at least 1 in {text!r}")
+    return RatePolicy(name=name, limit=int(limit), period=period, burst=burst_value)
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One policy applied to one identity: a Redis key."""
+
+    key: str
+    policy: RatePolicy
+
+
+def identity_policy(
+    default: RatePolicy,
+    overrides: Mapping[str, RatePolicy],
+    sub: str | None,
+    scopes: frozenset[str],
+) -> RatePolicy:
+    """A per-user override wins, then the most generous matching per-scope one, then the default."""
+    if sub is not None and (user := overrides.get(f"user:{sub}")) is not None:
+        return user
+    matching = [p for s in scopes if (p := overrides.get(f"scope:{s}")) is not None]
+    if matching:
+        return max(matching, key=lambda p: (p.limit / p.period, p.burst))
+    return default

@@ -1,0 +1,379 @@
+"""The proxy: a pure ASGI middleware that answers every routed path itself.
+
+Pure ASGI (no Request objects, no per-request tasks) keeps the added latency small;
+bodies are streamed both ways, so a large upload is never held in memory.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, datetime
+from urllib.parse import parse_qs
+
+import httpx
+from modelgate_shared.request_context import accept_or_generate
+from redis.exceptions import RedisError
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .forwarding import Headers, client_ip, header, response_headers, upstream_headers
+from .identity import Identity
+from .policies import Bucket, identity_policy
+from .ratelimit import Decision
+from .request_log import LogRow
+from .runtime import Gateway
+from .upstreams import Route, match_route
+
+log = logging.getLogger(__name__)
+
+# The login form is read whole (to find the username); it is small, so cap it hard.
+MAX_LOGIN_BODY = 64 * 1024
+# After a Redis failure, decisions skip Redis this long (then the next request tries again).
+REDIS_RETRY_SECONDS = 1.0
+_KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+
+
+class BodyTooLarge(Exception):
+    pass
+
+
+class ExchangeAborted(Exception):
+    """The exchange cannot complete: the client went away, or the upstream failed mid-response."""
+
+
+def json_error(
+    status: int, error: str, detail: str, extra: Sequence[tuple[bytes, bytes]] = ()
+) -> tuple[Message, Message]:
+    body = json.dumps({"error": error, "detail": detail}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
+    return (
+        {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
+
+
+class RateLimiterDown(Exception):
+    """Redis cannot decide and the gateway is set to fail closed."""
+
+
+def has_dot_segments(path: str) -> bool:
+    return any(segment in {".", ".."} for segment in path.split("/"))
+
+
+class ProxyMiddleware:
+    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+        self.app = app
+        self.gateway = gateway
+        self._redis_down_until = 0.0
+        self._last_redis_warning = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        route = match_route(self.gateway.pool.routes, scope["path"])
+        if route is None:
+            await self.app(scope, receive, send)
+            return
+        await Exchange(self, route, scope, receive, send).run()
+
+    async def decide(self, buckets: list[Bucket]) -> Decision | None:
+        """The limiter's decision; ``None`` when Redis cannot answer and we fail open."""
+        g = self.gateway
+        now = time.monotonic()
+        if now < self._redis_down_until:
+            return self._redis_unavailable(None)
+        try:
+            return await g.limiter.check(buckets)
+        except (RedisError, OSError) as exc:
+            # Skip Redis briefly so a dead one costs one failed call per second, not one per request.
+            self._redis_down_until = now + REDIS_RETRY_SECONDS
+            return self._redis_unavailable(exc)
+
+    def _redis_unavailable(self, exc: Exception | None) -> None:
+        g = self.gateway
+        g.metrics.rate_limit_backend_errors.inc()
+        now = time.monotonic()
+        if exc is not None and now - self._last_redis_warning > 10:
+            self._last_redis_warning = now
+            mode = "open" if g.settings.rate_limit_fail_open else "closed"
+            log.warning("rate limiter unavailable (failing %s): %s", mode, exc)
+        if not g.settings.rate_limit_fail_open:
+            raise RateLimiterDown
+        return None
+
+
+class Exchange:
+    """One proxied request, from the client's first byte to the request-log row."""
+
+    def __init__(self, proxy: ProxyMiddleware, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        self.proxy = proxy
+        self.gateway = proxy.gateway
+        self.route = route
+        self.scope = scope
+        self.receive = receive
+        self._send = send
+        self.started = time.perf_counter()
+        self.ts = datetime.now(UTC)
+        self.status = 0
+        self.request_bytes = 0
+        self.response_bytes = 0
+        self.upstream: str | None = None
+        self.limited = False
+        self.identity: Identity | None = None
+        self.body: bytes | None = None  # set when the body had to be read before forwarding
+        self.limit_headers: Headers = []
+
+    async def send(self, message: Message) -> None:
+        if message["type"] == "http.response.start":
+            self.status = message["status"]
+        await self._send(message)
+
+    async def respond_error(self, status: int, error: str, detail: str) -> None:
+        start, body = json_error(status, error, detail, self.limit_headers)
+        await self.send(start)
+        await self.send(body)
+
+    async def run(self) -> None:
+        g = self.gateway
+        scope = self.scope
+        headers: Headers = scope["headers"]
+        self.peer = scope["client"][0] if scope.get("client") else "unknown"
+        self.ip = client_ip(self.peer, headers, g.trusted)
+        self.request_id = scope.get("state", {}).get("request_id") or accept_or_generate(
+            (header(headers, b"x-request-id") or b"").decode("latin-1")
+        )
+        try:
+            await self._handle(headers)
+        except ExchangeAborted:
+            self.status = self.status or 499  # nginx's "client closed request"
+        finally:
+            self._record()
+
+    async def _handle(self, headers: Headers) -> None:
+        g = self.gateway
+        scope = self.scope
+        max_body = g.settings.max_request_body_bytes
+        if has_dot_segments(scope["path"]):
+            # Upstreams do not resolve "..", but a path that escapes its route prefix is never legitimate.
+            await self.respond_error(400, "bad_path", "path must not contain '.' or '..' segments")
+            return
+        length_header = header(headers, b"content-length")
+        if length_header is not None:
+            try:
+                length = int(length_header)
+            except ValueError:
+                await self.respond_error(400, "bad_request", "Content-Length is not a number")
+                return
+            if length > max_body:
+                await self.respond_error(413, "request_too_large", f"request body exceeds {max_body} bytes")
+                return
+
+        self.identity = await g.identity.resolve(header(headers, b"authorization"))
+        buckets = self._identity_buckets()
+        if scope["method"] == "POST" and scope["path"] == g.settings.login_path:
+            try:
+                self.body = await self._read_body(min(max_body, MAX_LOGIN_BODY))
+            except BodyTooLarge:
+                await self.respond_error(413, "request_too_large", f"login body exceeds {MAX_LOGIN_BODY} bytes")
+                return
+            buckets += self._login_buckets(headers, self.body)
+
+        if g.settings.rate_limit_enabled:
+            try:
+                decision = await self.proxy.decide(buckets)
+            except RateLimiterDown:
+                await self.respond_error(503, "rate_limiter_unavailable", "rate limiting is unavailable; try later")
+                return
+            if decision is not None:
+                self.limit_headers = decision.headers()
+                if not decision.allowed:
+                    self.limited = True
+                    g.metrics.rate_limited.labels(self.route.name).inc()
+                    await self.respond_error(
+                        429,
+                        "rate_limited",
+                        f"rate limit {decision.policy.name} exceeded; retry after {decision.retry_after_seconds}s",
+                    )
+                    return
+        await self._forward(headers)
+
+    def _identity_buckets(self) -> list[Bucket]:
+        g = self.gateway
+        identity = self.identity
+        assert identity is not None
+        if identity.sub is not None:
+            policy = identity_policy(g.default_policy, g.overrides, identity.sub, identity.scopes)
+            return [Bucket(g.limiter.key("id", "user", identity.sub), policy)]
+        return [Bucket(g.limiter.key("id", "ip", self.ip), g.default_policy)]
+
+    def _login_buckets(self, headers: Headers, body: bytes) -> list[Bucket]:
+        g = self.gateway
+        buckets = [Bucket(g.limiter.key("login", "ip", self.ip), g.login_ip_policy)]
+        content_type = (header(headers, b"content-type") or b"").lower()
+        if content_type.startswith(b"application/x-www-form-urlencoded"):
+            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+            username = (form.get("username") or [""])[0].strip().casefold()
+            if username:
+                # Hashed: the key must not carry user input, and usernames are personal data.
+                digest = hashlib.sha256(username.encode()).hexdigest()[:32]
+                buckets.append(Bucket(g.limiter.key("login", "user", digest), g.login_username_policy))
+        return buckets
+
+    async def _read_body(self, limit: int) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ExchangeAborted
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                raise BodyTooLarge
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        self.request_bytes = size
+        return b"".join(chunks)
+
+    async def _stream_body(self) -> AsyncIterator[bytes]:
+        limit = self.gateway.settings.max_request_body_bytes
+        while True:
+            message = await self.receive()
+            if message["type"] == "http.disconnect":
+                raise ExchangeAborted
+            chunk = message.get("body", b"")
+            if chunk:
+                self.request_bytes += len(chunk)
+                if self.request_bytes > limit:
+                    self.body_too_large = True
+                    raise BodyTooLarge
+                self.body_started = True
+                yield chunk
+            if not message.get("more_body", False):
+                return
+
+    async def _forward(self, headers: Headers) -> None:
+        g = self.gateway
+        route = self.route
+        scope = self.scope
+        candidates = route.candidates(time.monotonic())
+        if not candidates:
+            g.metrics.upstream_errors.labels(route.name, "no_healthy_upstream").inc()
+            await self.respond_error(503, "no_healthy_upstream", f"no healthy upstream for {route.prefix}")
+            return
+        has_body = (
+            self.body is not None
+            or header(headers, b"content-length") not in (None, b"0")
+            or (header(headers, b"transfer-encoding") is not None)
+        )
+        out_headers = upstream_headers(
+            headers, peer=self.peer, scheme=scope.get("scheme", "http"), request_id=self.request_id, trusted=g.trusted
+        )
+        target = route.upstream_path(scope.get("raw_path") or scope["path"].encode())
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        self.body_started = False
+        self.body_too_large = False
+        for upstream in candidates:
+            self.upstream = upstream.url
+            content = None
+            if has_body:
+                content = self.body if self.body is not None else self._stream_body()
+            request = upstream.client.build_request(
+                scope["method"], target.decode("latin-1"), headers=out_headers, content=content
+            )
+            try:
+                response = await upstream.client.send(request, stream=True)
+            except ExchangeAborted:
+                raise
+            except BodyTooLarge:
+                await self._body_too_large()
+                return
+            except httpx.ConnectError as exc:
+                if self.body_too_large:
+                    await self._body_too_large()
+                    return
+                g.pool.mark_down(upstream)
+                g.metrics.upstream_errors.labels(route.name, "connect").inc()
+                log.warning("upstream %s refused or unreachable: %s", upstream.url, exc)
+                if self.body_started:
+                    break  # the body is spent: cannot try another upstream
+                continue
+            except httpx.TimeoutException:
+                if self.body_too_large:
+                    await self._body_too_large()
+                    return
+                g.metrics.upstream_errors.labels(route.name, "timeout").inc()
+                await self.respond_error(504, "upstream_timeout", f"upstream for {route.prefix} timed out")
+                return
+            except httpx.HTTPError as exc:
+                if self.body_too_large:
+                    await self._body_too_large()
+                    return
+                g.metrics.upstream_errors.labels(route.name, "protocol").inc()
+                log.warning("upstream %s failed: %r", upstream.url, exc)
+                detail = f"upstream for {route.prefix} failed: {type(exc).__name__}"
+                await self.respond_error(502, "bad_gateway", detail)
+                return
+            await self._relay(response)
+            return
+        await self.respond_error(502, "upstream_unreachable", f"upstream for {route.prefix} refused the connection")
+
+    async def _body_too_large(self) -> None:
+        limit = self.gateway.settings.max_request_body_bytes
+        await self.respond_error(413, "request_too_large", f"request body exceeds {limit} bytes")
+
+    async def _relay(self, response: httpx.Response) -> None:
+        try:
+            await self.send(
+                {
+                    "type": "http.response.start",
+                    "status": response.status_code,
+                    "headers": response_headers(response.headers.raw) + self.limit_headers,
+                }
+            )
+            async for chunk in response.aiter_raw():
+                self.response_bytes += len(chunk)
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
+            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+        except httpx.HTTPError as exc:
+            # Headers are gone already: all we can do is cut the response short, which the
+            # client sees as a truncated body rather than a complete wrong one.
+            self.gateway.metrics.upstream_errors.labels(self.route.name, "mid_response").inc()
+            log.warning("upstream %s failed mid-response: %r", self.upstream, exc)
+            raise ExchangeAborted from None
+        finally:
+            await response.aclose()
+
+    def _record(self) -> None:
+        g = self.gateway
+        elapsed = time.perf_counter() - self.started
+        scope = self.scope
+        method = scope["method"]
+        status = self.status or 499
+        g.metrics.requests.labels(self.route.name, method if method in _KNOWN_METHODS else "OTHER", str(status)).inc()
+        g.metrics.latency.labels(self.route.name).observe(elapsed)
+        user_agent = header(scope["headers"], b"user-agent")
+        g.writer.submit(
+            LogRow(
+                ts=self.ts,
+                request_id=self.request_id,
+                method=method[:16],
+                path=scope["path"][:2048],
+                route=self.route.name,
+                status=status,
+                latency_ms=elapsed * 1000,
+                client_ip=self.ip,
+                user_sub=self.identity.sub if self.identity else None,
+                user_agent=user_agent.decode("latin-1")[:512] if user_agent else None,
+                request_bytes=self.request_bytes,
+                response_bytes=self.response_bytes,
+                upstream=self.upstream,
+                rate_limited=self.limited,
+            )
+        )

@@ -1,0 +1,104 @@
+"""Everything the gateway holds for its lifetime, built at start and closed at stop."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Mapping
+
+from modelgate_shared.db import make_engine, ping
+from modelgate_shared.health import Check
+from modelgate_shared.tokens import TokenVerifier
+from redis.asyncio import BlockingConnectionPool, Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from .identity import IdentityResolver
+from .log_writer import LogWriter
+from .metrics import GatewayMetrics
+from .policies import RatePolicy, parse_policy
+from .ratelimit import RateLimiter
+from .settings import GatewaySettings
+from .upstreams import Upstream, UpstreamPool
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.settings = settings
+        self.metrics = GatewayMetrics()
+        self.verifier: TokenVerifier = settings.build_verifier()
+        self.identity = IdentityResolver(self.verifier, settings.token_cache_size)
+        self.trusted = settings.trusted_networks()
+        self.default_policy = settings.policy("rate_limit_default")
+        self.login_ip_policy = settings.policy("rate_limit_login_ip")
+        self.login_username_policy = settings.policy("rate_limit_login_username")
+        self.overrides: Mapping[str, RatePolicy] = {
+            key: parse_policy(value, key) for key, value in settings.rate_limit_overrides.items()
+        }
+        self.pool: UpstreamPool
+        self.redis: Redis
+        self.redis_pool: BlockingConnectionPool
+        self.limiter: RateLimiter
+        self.writer: LogWriter
+        self.engine: AsyncEngine
+
+    async def start(self) -> None:
+        s = self.settings
+        self.pool = UpstreamPool(s)
+        # No client-side retries: a dead Redis must fail the decision fast (open or closed).
+        # Blocking pool: under a burst, wait briefly for a connection instead of failing the decision.
+        self.redis_pool = BlockingConnectionPool.from_url(
+            s.redis_url,
+            max_connections=s.redis_max_connections,
+            timeout=s.redis_timeout_seconds,
+            socket_timeout=s.redis_timeout_seconds,
+            socket_connect_timeout=s.redis_timeout_seconds,
+            retry=Retry(NoBackoff(), 0),
+        )
+        self.redis = Redis(connection_pool=self.redis_pool)
+        self.limiter = RateLimiter(self.redis, s.redis_key_prefix)
+        self.writer = LogWriter(
+            s.database_url,
+            self.metrics,
+            queue_size=s.log_queue_size,
+            batch_size=s.log_batch_size,
+            flush_interval=s.log_flush_interval_seconds,
+            max_backoff=s.log_retry_max_backoff_seconds,
+        )
+        self.metrics.track_queue_depth(lambda: self.writer.depth)
+        self.writer.start()
+        self.engine = make_engine(s.database_url, pool_size=2, max_overflow=2)
+        try:
+            await self.verifier.keys.load()
+        except Exception as exc:  # keys may appear later (auth writes them); verify() refetches
+            log.warning("token keys not loaded yet (tokens count as anonymous until they are): %s", exc)
+
+    async def stop(self) -> None:
+        # In-flight requests have finished by now (uvicorn waits for them before lifespan
+        # shutdown), so every row is already queued: flush them all.
+        await self.writer.close(self.settings.log_shutdown_timeout_seconds)
+        await self.pool.aclose()
+        with contextlib.suppress(Exception):
+            await self.redis.aclose()
+            await self.redis_pool.disconnect()
+        await self.engine.dispose()
+
+    def readiness_checks(self) -> dict[str, Check]:
+        checks: dict[str, Check] = {"redis": self._ping_redis, "postgres": lambda: ping(self.engine)}
+        for url, upstream in self.pool.by_url.items():
+            checks[f"upstream {url}"] = self._upstream_check(upstream)
+        return checks
+
+    async def _ping_redis(self) -> None:
+        await self.redis.ping()
+
+    @staticmethod
+    def _upstream_check(upstream: Upstream) -> Check:
+        async def check() -> None:
+            response = await upstream.client.get("/healthz", timeout=2.0)
+            response.raise_for_status()
+
+        return check

@@ -1,0 +1,141 @@
+"""Gateway settings: ``MODELGATE_GATEWAY_*``."""
+
+from __future__ import annotations
+
+from ipaddress import IPv4Network, IPv6Network, ip_network
+
+from modelgate_shared.db import async_url
+from modelgate_shared.settings import ServiceSettings, VerifierSettings
+from pydantic import BaseModel, Field, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from .policies import RatePolicy, parse_policy
+
+ENV_PREFIX = "MODELGATE_GATEWAY_"
+
+
+class RouteConfig(BaseModel):
+    """One entry of the route table: a path prefix served by one or more upstreams."""
+
+    prefix: str
+    upstreams: list[str] = Field(min_length=1)
+    strip_prefix: bool = False
+    name: str | None = None
+
+    @field_validator("prefix")
+    @classmethod
+    def _slashes(cls, value: str) -> str:
+        if not value.startswith("/") or not value.endswith("/"):
+            raise ValueError("a route prefix starts and ends with '/', like '/v1/'")
+        return value
+
+    @field_validator("upstreams")
+    @classmethod
+    def _http_urls(cls, value: list[str]) -> list[str]:
+        for url in value:
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"upstream {url!r} is not an http(s) URL")
+        return [url.rstrip("/") for url in value]
+
+
+class MigrateSettings(ServiceSettings):
+    """What ``migrate`` needs: only the database."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    database_url: str
+
+    @field_validator("database_url")
+    @classmethod
+    def _postgres_url(cls, value: str) -> str:
+        async_url(value)  # raises ValueError naming the problem
+        return value
+
+
+class GatewaySettings(MigrateSettings, VerifierSettings):
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
+
+    redis_url: str
+    redis_key_prefix: str = "modelgate:gw:"
+    # Redis calls are on the request path: a hung Redis must cost milliseconds, not seconds.
+    redis_timeout_seconds: float = Field(default=0.25, gt=0)
+    redis_max_connections: int = Field(default=256, ge=1)
+
+    auth_url: str = "http://127.0.0.1:8001"
+    inference_url: str = "http://127.0.0.1:8002"
+    # Replaces the default table (/auth/ -> auth stripped, /v1/ and /v2/ -> inference) when set (JSON).
+    routes: list[RouteConfig] | None = None
+    upstream_connect_timeout_seconds: float = Field(default=2.0, gt=0)
+    upstream_read_timeout_seconds: float = Field(default=60.0, gt=0)
+    upstream_write_timeout_seconds: float = Field(default=60.0, gt=0)
+    upstream_pool_timeout_seconds: float = Field(default=5.0, gt=0)
+    upstream_max_connections: int = Field(default=200, ge=1)
+    # How long an upstream that refused a connection is skipped.
+    upstream_cooldown_seconds: float = Field(default=1.0, ge=0)
+    max_request_body_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
+    # Peers whose X-Forwarded-For/-Proto are believed (addresses or CIDR networks).
+    trusted_proxies: list[str] = Field(default_factory=list)
+
+    rate_limit_enabled: bool = True
+    # "LIMIT/PERIOD[:BURST]", period a number of seconds or second|minute|hour|day.
+    rate_limit_default: str = "600/minute:100"
+    rate_limit_login_ip: str = "60/minute:30"
+    rate_limit_login_username: str = "10/minute:5"
+    # The token endpoint as clients see it: POSTs here get the two login policies above.
+    login_path: str = "/auth/token"
+    # JSON {"user:<sub>": "...", "scope:<scope>": "..."}: replaces the default policy for those identities.
+    rate_limit_overrides: dict[str, str] = Field(default_factory=dict)
+    # Redis unreachable: let requests through (true) or answer 503 (false).
+    rate_limit_fail_open: bool = True
+
+    log_queue_size: int = Field(default=100_000, ge=1)
+    log_batch_size: int = Field(default=500, ge=1)
+    log_flush_interval_seconds: float = Field(default=0.2, gt=0)
+    log_retry_max_backoff_seconds: float = Field(default=5.0, gt=0)
+    log_shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
+
+    # Verified tokens are cached so identity costs no signature check per request.
+    token_cache_size: int = Field(default=10_000, ge=0)
+    docs_refresh_seconds: float = Field(default=30.0, ge=0)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(f"{item!r} is not an IP address or network") from None
+        return value
+
+    @model_validator(mode="after")
+    def _policies_parse(self) -> GatewaySettings:
+        for name in ("rate_limit_default", "rate_limit_login_ip", "rate_limit_login_username"):
+            parse_policy(getattr(self, name), name)
+        for key, value in self.rate_limit_overrides.items():
+            if not key.startswith(("user:", "scope:")):
+                raise ValueError(f"RATE_LIMIT_OVERRIDES key {key!r} must start with 'user:' or 'scope:'")
+            parse_policy(value, key)
+        return self
+
+    def route_table(self) -> list[RouteConfig]:
+        if self.routes is not None:
+            return self.routes
+        return [
+            RouteConfig(prefix="/auth/", upstreams=[self.auth_url], strip_prefix=True, name="auth"),
+            RouteConfig(prefix="/v1/", upstreams=[self.inference_url], name="inference"),
+            RouteConfig(prefix="/v2/", upstreams=[self.inference_url], name="inference"),
+        ]
+
+    def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
+        return [ip_network(item, strict=False) for item in self.trusted_proxies]
+
+    def policy(self, name: str) -> RatePolicy:
+        return parse_policy(getattr(self, name), name)

@@ -1,0 +1,99 @@
+"""Route table and upstream pools: prefix matching, round-robin, cooldown after refusals."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import httpx
+
+from .settings import GatewaySettings, RouteConfig
+
+
+@dataclass(eq=False)
+class Upstream:
+    url: str
+    client: httpx.AsyncClient
+    down_until: float = 0.0
+
+    def healthy(self, now: float) -> bool:
+        return now >= self.down_until
+
+
+@dataclass(eq=False)
+class Route:
+    name: str
+    prefix: str
+    strip_prefix: bool
+    upstreams: list[Upstream]
+    _turn: itertools.count[int] = field(default_factory=itertools.count)
+
+    def candidates(self, now: float) -> list[Upstream]:
+        """Healthy upstreams, starting with the next one in round-robin order."""
+        n = len(self.upstreams)
+        start = next(self._turn) % n
+        ordered = self.upstreams[start:] + self.upstreams[:start]
+        return [u for u in ordered if u.healthy(now)]
+
+    def upstream_path(self, raw_path: bytes) -> bytes:
+        if self.strip_prefix:
+            return raw_path[len(self.prefix) - 1 :]
+        return raw_path
+
+
+def match_route(routes: Sequence[Route], path: str) -> Route | None:
+    """The longest prefix that matches ``path``."""
+    best: Route | None = None
+    for route in routes:
+        if path.startswith(route.prefix) and (best is None or len(route.prefix) > len(best.prefix)):
+            best = route
+    return best
+
+
+def _client(url: str, settings: GatewaySettings) -> httpx.AsyncClient:
+    return httpx.AsyncClient(
+        base_url=url,
+        timeout=httpx.Timeout(
+            connect=settings.upstream_connect_timeout_seconds,
+            read=settings.upstream_read_timeout_seconds,
+            write=settings.upstream_write_timeout_seconds,
+            pool=settings.upstream_pool_timeout_seconds,
+        ),
+        limits=httpx.Limits(
+            max_connections=settings.upstream_max_connections,
+            max_keepalive_connections=settings.upstream_max_connections,
+            keepalive_expiry=30,
+        ),
+        follow_redirects=False,
+        # The gateway relays bytes; it must not add or interpret anything.
+        trust_env=False,
+    )
+
+
+class UpstreamPool:
+    """One pooled client per distinct upstream URL, shared by every route that uses it."""
+
+    def __init__(self, settings: GatewaySettings) -> None:
+        self.cooldown = settings.upstream_cooldown_seconds
+        self.by_url: dict[str, Upstream] = {}
+        self.routes: list[Route] = []
+        for config in settings.route_table():
+            self.routes.append(self._route(config, settings))
+
+    def _route(self, config: RouteConfig, settings: GatewaySettings) -> Route:
+        upstreams = []
+        for url in config.upstreams:
+            if url not in self.by_url:
+                self.by_url[url] = Upstream(url, _client(url, settings))
+            upstreams.append(self.by_url[url])
+        name = config.name or config.prefix.strip("/").replace("/", "_") or "root"
+        return Route(name=name, prefix=config.prefix, strip_prefix=config.strip_prefix, upstreams=upstreams)
+
+    def mark_down(self, upstream: Upstream) -> None:
+        upstream.down_until = time.monotonic() + self.cooldown
+
+    async def aclose(self) -> None:
+        for upstream in self.by_url.values():
+            await upstream.client.aclose()
