@@ -1,0 +1,89 @@
+"""No Docker engine runs where the tests run, so check the deployment files' properties statically."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+LONG_RUNNING = ("postgres", "redis", "auth", "inference", "gateway")
+APP_SERVICES = ("auth", "inference", "gateway")
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict[str, Any]:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def _volumes(service: dict[str, Any]) -> list[str]:
+    return [v if isinstance(v, str) else f"{v['source']}:{v['target']}" for v in service.get("volumes", [])]
+
+
+def test_all_services_present(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    for name in LONG_RUNNING:
+        assert name in services
+    inits = [n for n in services if n.startswith("init")]
+    assert inits, "a one-shot init service is expected"
+    for name in inits:
+        assert services[name].get("restart") == "no"
+    # The init jobs together migrate both schemas, generate keys and train the model.
+    commands = " ".join(str(services[n]["command"]) for n in inits)
+    for step in ("auth_service migrate", "keys generate --if-missing", "gateway_service", "inference_service.train"):
+        assert step.replace(" ", "") in commands.replace("', '", " ").replace(" ", "")
+
+
+def test_long_running_services_have_healthchecks(compose: dict[str, Any]) -> None:
+    for name in LONG_RUNNING:
+        check = compose["services"][name].get("healthcheck")
+        assert check and check.get("test"), f"{name} has no healthcheck"
+
+
+def test_gateway_waits_for_healthy_dependencies(compose: dict[str, Any]) -> None:
+    depends = compose["services"]["gateway"]["depends_on"]
+    for dep in ("postgres", "redis", "auth", "inference"):
+        assert depends[dep]["condition"] == "service_healthy", dep
+    assert compose["services"]["auth"]["depends_on"]["postgres"]["condition"] == "service_healthy"
+    for name in APP_SERVICES:
+        conditions = {v["condition"] for v in compose["services"][name]["depends_on"].values()}
+        assert conditions <= {"service_healthy", "service_completed_successfully"}
+
+
+def test_only_the_gateway_publishes_a_port(compose: dict[str, Any]) -> None:
+    published = {name for name, svc in compose["services"].items() if svc.get("ports")}
+    assert published == {"gateway"}
+
+
+def test_private_key_only_in_auth(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    holders = {n for n, s in services.items() if any(v.startswith("private-keys:") for v in _volumes(s))}
+    long_running_holders = holders & set(LONG_RUNNING)
+    assert long_running_holders == {"auth"}
+    for name in ("inference", "gateway"):
+        public = [v for v in _volumes(services[name]) if v.startswith("public-keys:")]
+        assert public and all(v.endswith(":ro") for v in public), name
+        env = services[name]["environment"]
+        assert any(k.endswith("_PUBLIC_KEYS") for k in env), name
+
+
+def test_no_secret_literals(compose: dict[str, Any]) -> None:
+    text = (ROOT / "docker-compose.yml").read_text()
+    values = re.findall(r"(?m)^\s*[A-Z_]*(?:PASSWORD|SECRET|TOKEN)[A-Z_]*:\s*(.+)$", text)
+    assert values, "expected the password settings to be present"
+    for value in values:
+        assert value.startswith("${"), f"secret given as a literal: {value}"
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_dockerfiles_are_slim_non_root_and_healthchecked(service: str) -> None:
+    text = (ROOT / "services" / service / "Dockerfile").read_text()
+    stages = re.split(r"(?im)^FROM\s+", text)[1:]
+    final = stages[-1]
+    assert re.match(r"python:3\.\d+-slim", final), "final stage must be a slim Python image"
+    assert re.search(r"(?im)^USER\s+(?!root\b|0\b)\S+", final), "final stage must drop root"
+    assert re.search(r"(?im)^HEALTHCHECK\s", final), "final stage needs a HEALTHCHECK"
+    assert not re.search(r"(?i)\b(gcc|build-essential|g\+\+)\b", final), "no compilers in the final image"
