@@ -1,0 +1,1 @@
+"""modelgate benchmarks (issue 6): ``python -m bench`` / ``make bench``."""
