@@ -19,6 +19,7 @@ import socket
 import subprocess
 import tempfile
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,10 @@ def docker_available() -> bool:
 
 def _embedded_postgres(data_dir: Path, *, delete_on_close: bool) -> Provided:
     try:
-        import pgserver
+        with warnings.catch_warnings():
+            # platformdirs warns at import when XDG_RUNTIME_DIR is unset (any non-login shell): noise.
+            warnings.filterwarnings("ignore", message="XDG_RUNTIME_DIR is not set")
+            import pgserver
     except ImportError:
         raise BackingError("no database URL set and pgserver is not installed (pip install pgserver)") from None
     data_dir.mkdir(parents=True, exist_ok=True)
