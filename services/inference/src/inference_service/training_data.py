@@ -66,7 +66,10 @@ def download(url: str, cache_dir: Path, expected_sha256: str | None, timeout: fl
         check_sha256(Path(tmp_name), expected_sha256, url)
         os.replace(tmp_name, target)
     except httpx.HTTPError as exc:
-        raise TrainingDataError(f"cannot download training data from {url}: {exc}") from None
+        raise TrainingDataError(
+            f"cannot download training data from {url}: {exc} "
+            "(offline? set MODELGATE_TRAINING_DATA to a local copy of the CSV)"
+        ) from None
     finally:
         Path(tmp_name).unlink(missing_ok=True)
     return target
