@@ -23,6 +23,9 @@ def test_auth_prefix_is_stripped_and_inference_paths_pass_unchanged(gateway: str
 
         v2 = client.get("/v2/health/ready")
         assert v2.json()["path"] == "/v2/health/ready"
+        # The upstream's server stamps these too; the client must see each once.
+        for name in ("date", "server", "x-request-id"):
+            assert len(v2.headers.get_list(name)) == 1, name
 
 
 def test_unknown_path_is_a_json_404(gateway: str) -> None:

@@ -84,6 +84,11 @@ def test_response_headers_drop_hop_by_hop() -> None:
     assert response_headers(raw) == [(b"content-type", b"x")]
 
 
+def test_response_headers_leave_date_and_server_to_the_gateway() -> None:
+    raw = [(b"date", b"Fri, 27 Nov 2026 02:39:11 GMT"), (b"server", b"uvicorn"), (b"content-length", b"2")]
+    assert response_headers(raw) == [(b"content-length", b"2")]
+
+
 def _route(prefix: str, strip: bool = False, name: str = "r") -> Route:
     return Route(name=name, prefix=prefix, strip_prefix=strip, upstreams=[])
 

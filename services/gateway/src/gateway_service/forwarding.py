@@ -23,6 +23,7 @@ HOP_BY_HOP = frozenset(
     }
 )
 _SET_BY_GATEWAY = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
+_SET_BY_GATEWAY_SERVER = frozenset({b"x-request-id", b"date", b"server"})
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -102,7 +103,8 @@ def upstream_headers(
 def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     """Upstream response headers for the client: hop-by-hop removed; the request id is set by middleware."""
     raw = [(k.lower(), v) for k, v in headers]  # ASGI wants lower-case names
-    drop = HOP_BY_HOP | _connection_tokens(raw) | {b"x-request-id"}
+    # The gateway's own server stamps Date and Server: passing the upstream's too would send each twice.
+    drop = HOP_BY_HOP | _connection_tokens(raw) | _SET_BY_GATEWAY_SERVER
     return [(k, v) for k, v in raw if k not in drop]
 
 
