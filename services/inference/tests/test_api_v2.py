@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from typing import Any
 
+import anyio.to_thread
 import httpx
 import numpy as np
 import pytest
@@ -181,3 +184,20 @@ async def test_explicit_version_and_unknown_model(client: httpx.AsyncClient, sig
     missing = await client.post("/v2/models/diabetes/versions/7/infer", json=body, headers=signer.auth())
     assert missing.status_code == 404
     assert "no version '7'" in missing.json()["error"]
+
+
+async def test_small_infer_runs_without_a_worker_thread(
+    client: httpx.AsyncClient, signer: Signer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    offloaded: list[object] = []
+    original = anyio.to_thread.run_sync
+
+    async def spy(func: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+        offloaded.append(func)
+        return await original(func, *args, **kwargs)
+
+    monkeypatch.setattr(anyio.to_thread, "run_sync", spy)
+    response = await client.post(INFER, json={"inputs": [matrix_input([SICK])]}, headers=signer.auth())
+    assert response.status_code == 200, response.text
+    # Dependencies included: a thread round trip costs more than this whole request's work.
+    assert offloaded == []

@@ -5,9 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import orjson
 import pytest
 from inference_service.model_store import LoadedModel, ModelMetadata, load_registry
-from inference_service.prediction import predict, v1_body
+from inference_service.prediction import Predictions, predict, v1_body, v1_json
 from inference_service.validation import InputError
 
 
@@ -55,3 +56,23 @@ def test_real_model_agrees_with_sklearn_predict(model_dir: Path) -> None:
     result = predict(model, matrix)
     assert result.labels == model.estimator.predict(matrix).tolist()
     assert np.allclose(result.probabilities, model.estimator.predict_proba(matrix))
+
+
+@pytest.mark.parametrize("classes", [(0, 1), ("no", "yes", "maybe"), (True, False)])
+@pytest.mark.parametrize("rows", [1, 2, 257])
+def test_v1_json_is_the_v1_body_encoded(classes: tuple[object, ...], rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    probabilities = rng.dirichlet(np.ones(len(classes)), size=rows)
+    # Extremes of float formatting: exponents, exact zero and one.
+    probabilities[0, 0] = 1e-300
+    probabilities[-1] = np.eye(len(classes))[-1]
+    index = probabilities.argmax(axis=1)
+    result = Predictions(
+        labels=[classes[i] for i in index.tolist()], probabilities=probabilities, classes=classes, label_index=index
+    )
+    raw = {"name": "stub", "version": "7", "task": "classification", "features": [{"name": "x"}],
+           "classes": list(classes), "model_sha256": ""}  # fmt: skip
+    model = LoadedModel(ModelMetadata.from_json(raw, "stub"), FixedProbabilities([[0.5] * len(classes)]), Path("."))
+    encoded = v1_json(model, result)
+    assert encoded == orjson.dumps(v1_body(model, result))
+    assert orjson.loads(encoded)["predictions"][-1]["probabilities"][str(classes[-1])] == 1.0

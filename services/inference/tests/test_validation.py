@@ -43,6 +43,25 @@ def test_each_problem_is_located(instances: list[object], locs: list[tuple[objec
     assert [p.loc for p in info.value.problems] == locs
 
 
+@pytest.mark.parametrize(
+    ("bad_row", "fields"),
+    [
+        ({"a": 1, "b": True, "c": 3}, ["b"]),
+        ({"a": 1, "b": 2, "z": 3}, ["c", "z"]),
+        ([1, 2, "3"], ["c"]),
+        ([1, 2, 3, 4], []),
+        (None, []),
+    ],
+)
+def test_one_bad_row_in_a_big_batch_is_located(bad_row: object, fields: list[str]) -> None:
+    instances: list[object] = [{"a": 1, "b": 2.5, "c": i} for i in range(500)]
+    instances[437] = bad_row
+    with pytest.raises(InputError) as info:
+        instances_to_matrix(instances, FEATURES, 500)
+    row = ("body", "instances", 437)
+    assert [p.loc for p in info.value.problems] == ([(*row, f) for f in fields] or [row])
+
+
 def test_too_many_rows() -> None:
     with pytest.raises(TooManyRows) as info:
         instances_to_matrix([[1, 2, 3]] * 11, FEATURES, 10)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import orjson
 from fastapi import APIRouter, Depends, Request
 from modelgate_shared.bearer import require_scopes
 from modelgate_shared.tokens import AccessClaims
@@ -17,7 +16,7 @@ from .dependencies import get_registry, get_settings, model_from_path
 from .json_body import OrjsonResponse, parse_json, read_body
 from .model_store import LoadedModel, ModelRegistry
 from .offload import run_cpu
-from .prediction import predict, v1_body
+from .prediction import predict, v1_json
 from .schemas import (
     CSV_REQUEST_BODY,
     ModelDetail,
@@ -94,7 +93,7 @@ def predict_json_body(model: LoadedModel, body: bytes, max_rows: int) -> bytes:
     if unknown:
         raise InputError([Problem(("body", unknown[0]), f"unknown fields {unknown}", "value_error.extra")])
     matrix = instances_to_matrix(payload["instances"], model.features, max_rows)
-    return orjson.dumps(v1_body(model, predict(model, matrix)))
+    return v1_json(model, predict(model, matrix))
 
 
 PREDICT_DOC: dict[str, Any] = {
@@ -173,4 +172,4 @@ def _score_csv(model: LoadedModel, data: bytes, max_rows: int, as_csv: bool) -> 
     result = predict(model, matrix)
     if as_csv:
         return predictions_csv(model.features, matrix, result).encode()
-    return orjson.dumps(v1_body(model, result))
+    return v1_json(model, result)

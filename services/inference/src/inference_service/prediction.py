@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import orjson
 import sklearn
 
 from .model_store import LoadedModel
@@ -17,6 +18,7 @@ class Predictions:
     labels: list[Any]
     probabilities: np.ndarray  # rows x classes, in ``classes`` order
     classes: tuple[Any, ...]
+    label_index: np.ndarray  # per row, the position of its label in ``classes``
 
 
 def predict(model: LoadedModel, matrix: np.ndarray) -> Predictions:
@@ -41,11 +43,13 @@ def predict(model: LoadedModel, matrix: np.ndarray) -> Predictions:
             ]
         )
     classes = model.classes
-    labels = [classes[i] for i in probabilities.argmax(axis=1).tolist()]
-    return Predictions(labels=labels, probabilities=probabilities, classes=classes)
+    label_index = probabilities.argmax(axis=1)
+    labels = [classes[i] for i in label_index.tolist()]
+    return Predictions(labels=labels, probabilities=probabilities, classes=classes, label_index=label_index)
 
 
 def v1_body(model: LoadedModel, result: Predictions) -> dict[str, Any]:
+    """The V1 answer as Python objects: the reference for ``v1_json``, which encodes the same."""
     keys = [str(c) for c in result.classes]
     return {
         "model": model.name,
@@ -55,3 +59,34 @@ def v1_body(model: LoadedModel, result: Predictions) -> dict[str, Any]:
             for label, row in zip(result.labels, result.probabilities.tolist(), strict=True)
         ],
     }
+
+
+def v1_json(model: LoadedModel, result: Predictions) -> bytes:
+    """``orjson.dumps(v1_body(...))``, byte for byte, without a dict per row.
+
+    A dict per row and per row's probabilities cost ~30 ms for 10,000 rows; here every
+    probability is formatted in one orjson call on the numpy array (the same shortest
+    round-trip text it writes for a Python float) and the rows are stitched from
+    constant pieces, so the Python work per row is a few C-level list operations.
+    """
+    probabilities = np.ascontiguousarray(result.probabilities, dtype=np.float64)
+    rows, width = probabilities.shape
+    keys = [orjson.dumps(str(c)) for c in result.classes]
+    head = b'{"model":' + orjson.dumps(model.name) + b',"version":' + orjson.dumps(model.version) + b',"predictions":['
+    if rows == 0:
+        return head + b"]}"
+    # Row layout: starts[label] v0 ,"k1": v1 ... ,"kn": vn }},
+    starts = np.empty(len(result.classes), dtype=object)
+    starts[:] = [
+        b'{"label":' + orjson.dumps(c, option=orjson.OPT_SERIALIZE_NUMPY) + b',"probabilities":{' + keys[0] + b":"
+        for c in result.classes
+    ]
+    parts = np.empty((rows, 2 * width + 1), dtype=object)
+    parts[:, 0] = starts[result.label_index]
+    values = orjson.dumps(probabilities.ravel(), option=orjson.OPT_SERIALIZE_NUMPY)[1:-1].split(b",")
+    parts[:, 1 : 2 * width : 2] = np.array(values, dtype=object).reshape(rows, width)
+    for column in range(1, width):
+        parts[:, 2 * column] = b"," + keys[column] + b":"
+    parts[:, 2 * width] = b"}},"
+    body = b"".join(parts.ravel().tolist())
+    return head + body[:-1] + b"]}"
