@@ -47,6 +47,15 @@ async def test_readiness_fails_when_the_database_is_unreachable(settings: AuthSe
     assert ready.json()["checks"]["signing_key"] == "ok"
 
 
+async def test_stopping_the_app_stops_its_hashing_pool(settings: AuthSettings) -> None:
+    app = create_app(settings)
+    async with app.router.lifespan_context(app):
+        hasher = app.state.auth.hasher
+        assert await hasher.verify("correct horse battery", None) == (False, None)
+    with pytest.raises(RuntimeError):
+        await hasher.verify("correct horse battery", None)
+
+
 async def test_start_fails_clearly_without_keys(settings: AuthSettings, tmp_path: Path) -> None:
     app = create_app(settings.model_copy(update={"keys_dir": tmp_path / "empty"}))
     with pytest.raises(KeyMaterialError, match="keys generate"):

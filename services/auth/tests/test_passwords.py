@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import asyncio
+import os
+import threading
+
 import pytest
-from auth_service.passwords import MAX_PASSWORD_LENGTH, PasswordHasher, password_problem
+from auth_service.passwords import MAX_PASSWORD_LENGTH, HashingBusy, PasswordHasher, password_problem
 
 
 @pytest.fixture(scope="module")
@@ -83,3 +87,112 @@ def test_unknown_user_still_pays_for_a_full_cost_check(monkeypatch: pytest.Monke
     # One real bcrypt verification at the configured cost: timing matches a wrong password.
     assert len(checked) == 1
     assert checked[0].startswith("$bcrypt-sha256$") and ",r=4$" in checked[0]
+
+
+class Recorder:
+    """Wraps ``hash_sync`` to see where, at what priority and how many at once hashes run."""
+
+    def __init__(self, hasher: PasswordHasher, release: threading.Event | None = None) -> None:
+        self.real = hasher.hash_sync
+        self.release = release
+        self.started = threading.Semaphore(0)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0
+        self.threads: set[str] = set()
+        self.nice: set[int] = set()
+
+    def __call__(self, password: str) -> str:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+            self.threads.add(threading.current_thread().name)
+            self.nice.add(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+        self.started.release()
+        try:
+            if self.release is not None:
+                assert self.release.wait(10)
+            return self.real(password)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+async def started(recorder: Recorder, count: int = 1) -> None:
+    for _ in range(count):
+        assert await asyncio.to_thread(recorder.started.acquire, True, 10)
+
+
+def test_pool_defaults_to_one_thread_per_available_cpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert PasswordHasher(4).threads == len(os.sched_getaffinity(0))
+    # Under taskset -c 0 (or a one-CPU cpuset) the machine may have more CPUs than we may use.
+    monkeypatch.setattr(os, "sched_getaffinity", lambda pid: {0})
+    assert PasswordHasher(4).threads == 1
+
+
+async def test_hashes_run_on_the_hashers_own_bounded_pool(monkeypatch: pytest.MonkeyPatch) -> None:
+    hasher = PasswordHasher(4, threads=2)
+    release = threading.Event()
+    recorder = Recorder(hasher, release)
+    monkeypatch.setattr(hasher, "hash_sync", recorder)
+    try:
+        jobs = [asyncio.create_task(hasher.hash(f"password number {i}")) for i in range(6)]
+        await started(recorder, 2)
+        # Two are running and four wait for a thread, however many are submitted.
+        assert recorder.running == 2
+        release.set()
+        hashes = await asyncio.gather(*jobs)
+    finally:
+        hasher.close()
+    assert all(hasher.verify_sync(f"password number {i}", h)[0] for i, h in enumerate(hashes))
+    assert recorder.most_at_once == 2
+    assert len(recorder.threads) == 2 and all(name.startswith("bcrypt") for name in recorder.threads)
+
+
+@pytest.mark.parametrize("nice", [0, 7, 19])
+async def test_hashing_threads_run_at_the_configured_nice_value(monkeypatch: pytest.MonkeyPatch, nice: int) -> None:
+    loop_thread = threading.get_native_id()
+    before = os.getpriority(os.PRIO_PROCESS, loop_thread)
+    hasher = PasswordHasher(4, threads=1, nice=nice)
+    recorder = Recorder(hasher)
+    monkeypatch.setattr(hasher, "hash_sync", recorder)
+    try:
+        await hasher.hash("correct horse battery")
+    finally:
+        hasher.close()
+    # Never below the process's own nice: lowering it would need privileges.
+    assert recorder.nice == {max(nice, before)}
+    assert os.getpriority(os.PRIO_PROCESS, loop_thread) == before
+
+
+@pytest.mark.parametrize("nice", [-1, 20])
+def test_nice_outside_0_to_19_is_refused(nice: int) -> None:
+    with pytest.raises(ValueError, match=r"0\.\.19"):
+        PasswordHasher(4, nice=nice)
+
+
+async def test_hashes_beyond_max_pending_are_refused_at_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    hasher = PasswordHasher(4, threads=1, max_pending=2)
+    release = threading.Event()
+    recorder = Recorder(hasher, release)
+    monkeypatch.setattr(hasher, "hash_sync", recorder)
+    try:
+        running = asyncio.create_task(hasher.hash("first password"))
+        queued = asyncio.create_task(hasher.hash("second password"))
+        await started(recorder)
+        with pytest.raises(HashingBusy) as busy:
+            await hasher.verify("third password", None)
+        assert busy.value.retry_after >= 1
+        release.set()
+        await asyncio.gather(running, queued)
+        # Capacity comes back as hashes finish.
+        assert await hasher.verify("first password", await running) == (True, None)
+    finally:
+        hasher.close()
+
+
+async def test_closed_hasher_takes_no_more_work() -> None:
+    hasher = PasswordHasher(4)
+    hasher.close()
+    with pytest.raises(RuntimeError):
+        await hasher.hash("correct horse battery")

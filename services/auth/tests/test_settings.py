@@ -30,6 +30,14 @@ def test_defaults_match_the_contract(env: pytest.MonkeyPatch) -> None:
     assert settings.access_token_ttl_seconds == 900
     assert settings.refresh_token_ttl_seconds == 1_209_600
     assert settings.public_jwks_file is None
+    # Hashing yields to the event loops but still progresses under load (see bench/README.md).
+    assert 0 < settings.bcrypt_nice < 19
+
+
+@pytest.mark.parametrize("nice", ["0", "7", "19"])
+def test_bcrypt_nice_is_read_from_the_environment(env: pytest.MonkeyPatch, nice: str) -> None:
+    env.setenv("MODELGATE_AUTH_BCRYPT_NICE", nice)
+    assert AuthSettings().bcrypt_nice == int(nice)
 
 
 def test_first_admin_comes_from_unprefixed_variables(env: pytest.MonkeyPatch) -> None:
@@ -46,6 +54,9 @@ def test_first_admin_comes_from_unprefixed_variables(env: pytest.MonkeyPatch) ->
     [
         ("MODELGATE_AUTH_DATABASE_URL", "mysql://x@y/z"),
         ("MODELGATE_AUTH_BCRYPT_ROUNDS", "3"),
+        ("MODELGATE_AUTH_BCRYPT_NICE", "-1"),
+        ("MODELGATE_AUTH_BCRYPT_NICE", "20"),
+        ("MODELGATE_AUTH_BCRYPT_MAX_PENDING", "0"),
         ("MODELGATE_AUTH_KEY_ALGORITHM", "HS256"),
         ("MODELGATE_AUTH_TRUSTED_PROXIES", '["not-an-ip"]'),
         ("MODELGATE_ADMIN_USERNAME", "root"),  # without a password

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import uuid
 from datetime import UTC, datetime, timedelta
 
@@ -228,3 +229,42 @@ async def test_prune_deletes_expired_tokens_and_old_logins(client: httpx.AsyncCl
         assert await prune(session, datetime.now(UTC), timedelta(days=90)) == (1, 1)
     # The live token still works.
     assert (await refresh(client, second.json()["refresh_token"])).status_code == 200
+
+
+async def test_logins_beyond_the_hashing_queue_get_a_fast_rfc6749_503(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_up(client)
+    hasher = app.state.auth.hasher
+    monkeypatch.setattr(hasher, "max_pending", 1)
+    release, entered = threading.Event(), threading.Semaphore(0)
+    real = hasher.verify_sync
+
+    def held(password: str, hashed: str | None) -> tuple[bool, str | None]:
+        entered.release()
+        assert release.wait(10)
+        return real(password, hashed)
+
+    monkeypatch.setattr(hasher, "verify_sync", held)
+    first = asyncio.create_task(login(client))
+    try:
+        assert await asyncio.to_thread(entered.acquire, True, 10)
+        busy = await login(client)
+        busy_sign_up = await client.post(
+            "/users", json={"username": "bob", "password": PASSWORD, "email": "bob@example.com"}
+        )
+    finally:
+        release.set()
+    assert (await first).status_code == 200
+    assert busy.status_code == 503
+    assert busy.json()["error"] == "temporarily_unavailable"
+    assert "retry" in busy.json()["error_description"]
+    assert int(busy.headers["retry-after"]) >= 1
+    assert busy.headers["cache-control"] == "no-store"
+    assert busy_sign_up.status_code == 503 and int(busy_sign_up.headers["retry-after"]) >= 1
+    async with app.state.auth.sessions() as session:
+        reasons = list(await session.scalars(select(Login.reason).order_by(Login.id)))
+    # Refused attempts are in the login history like any other.
+    assert sorted(reasons) == ["hashing_busy", "ok"]
+    # Once the queue drains, logins work again.
+    assert (await login(client)).status_code == 200

@@ -101,11 +101,12 @@ async def _create_user(
     settings: AuthSettings, username: str, email: str, password: str, admin: bool, full_name: str | None
 ) -> str:
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
+    hasher = PasswordHasher(settings.bcrypt_rounds)
     try:
         async with async_sessionmaker(engine, expire_on_commit=False)() as session:
             user = await create_user(
                 session,
-                PasswordHasher(settings.bcrypt_rounds),
+                hasher,
                 username=username,
                 email=email,
                 password=password,
@@ -114,6 +115,7 @@ async def _create_user(
             )
             return str(user.id)
     finally:
+        hasher.close()
         await engine.dispose()
 
 

@@ -40,7 +40,8 @@ class AuthState:
         return self.ring
 
 
-def get_state(request: Request) -> AuthState:
+async def get_state(request: Request) -> AuthState:
+    # async: a plain def dependency costs a worker-thread round trip per request.
     return request.app.state.auth
 
 

@@ -25,8 +25,8 @@ from .issuing import (
 )
 from .keyring import KeyRing
 from .models import RefreshToken, User
-from .oauth_errors import OAuthError, invalid_grant
-from .passwords import MAX_PASSWORD_LENGTH, PasswordHasher
+from .oauth_errors import OAuthError, invalid_grant, temporarily_unavailable
+from .passwords import MAX_PASSWORD_LENGTH, HashingBusy, PasswordHasher
 from .schemas import normalise_username
 
 BAD_CREDENTIALS = "invalid username or password"
@@ -111,7 +111,10 @@ async def password_grant(
         name = None
     user = await user_by_username(session, name) if name else None
     # Unknown users are checked against a dummy hash: same answer, about the same time.
-    valid, new_hash = await hasher.verify(password, user.password_hash if user else None)
+    try:
+        valid, new_hash = await hasher.verify(password, user.password_hash if user else None)
+    except HashingBusy as busy:
+        raise temporarily_unavailable(busy) from None
     if user is None:
         raise invalid_grant(BAD_CREDENTIALS, "unknown_user")
     if not valid:

@@ -7,6 +7,8 @@ import uuid
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
+from .passwords import HashingBusy
+
 # Token responses carry credentials: never let a cache keep them (RFC 6749 5.1).
 NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
@@ -22,6 +24,7 @@ class OAuthError(Exception):
         reason: str | None = None,
         user_id: uuid.UUID | None = None,
         status_code: int = 400,
+        headers: dict[str, str] | None = None,
     ) -> None:
         super().__init__(description)
         self.error = error
@@ -29,6 +32,7 @@ class OAuthError(Exception):
         self.reason = reason or error
         self.user_id = user_id
         self.status_code = status_code
+        self.headers = headers or {}
 
 
 def invalid_grant(description: str, reason: str, user_id: uuid.UUID | None = None) -> OAuthError:
@@ -40,5 +44,21 @@ async def oauth_error_handler(_request: Request, exc: Exception) -> JSONResponse
     return JSONResponse(
         {"error": exc.error, "error_description": exc.description},
         status_code=exc.status_code,
-        headers=NO_STORE,
+        headers={**NO_STORE, **exc.headers},
     )
+
+
+def temporarily_unavailable(busy: HashingBusy) -> OAuthError:
+    return OAuthError(
+        "temporarily_unavailable",
+        str(busy),
+        reason="hashing_busy",
+        status_code=503,
+        headers={"Retry-After": str(busy.retry_after)},
+    )
+
+
+async def hashing_busy_handler(_request: Request, exc: Exception) -> JSONResponse:
+    """Sign-up and password changes (routes outside RFC 6749) when hashing is saturated."""
+    assert isinstance(exc, HashingBusy)
+    return JSONResponse({"detail": str(exc)}, status_code=503, headers={"Retry-After": str(exc.retry_after)})

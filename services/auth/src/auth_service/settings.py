@@ -42,6 +42,13 @@ class AuthSettings(KeySettings):
     issuer: str = "http://127.0.0.1:8000/auth"
     audience: str = "modelgate-api"
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
+    # Nice value of the password-hashing threads (one per available CPU). Above 0, a login
+    # storm yields the CPU to the event loops of every service; 19 would starve logins
+    # entirely while the CPU is otherwise busy. Measured with the bench's login storm.
+    bcrypt_nice: int = Field(default=5, ge=0, le=19)
+    # Hashes waiting or running at once; beyond it /token answers 503 temporarily_unavailable
+    # with Retry-After (and sign-up or a password change a 503) instead of queueing.
+    bcrypt_max_pending: int = Field(default=64, ge=1, le=100_000)
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=60, le=31_536_000)
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
