@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
@@ -19,13 +21,17 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 from .bootstrap import ensure_admin
 from .deps import AuthState
 from .grants import TokenPolicy
+from .key_registry import sync_forever
 from .keyring import KeyRing, KeyRingSource, publish
-from .oauth_errors import OAuthError, oauth_error_handler
-from .passwords import PasswordHasher
+from .oauth_errors import OAuthError, hashing_busy_handler, oauth_error_handler
+from .passwords import HashingBusy, PasswordHasher
 from .routes import admin, token, users, wellknown
 from .settings import SIGNING_ALGORITHMS, AuthSettings
 
 log = logging.getLogger(__name__)
+
+# How soon a key file dropped into KEYS_DIR (a rotation) is picked up and recorded in Postgres.
+KEY_SYNC_INTERVAL_SECONDS = 2.0
 
 
 def build_state(settings: AuthSettings) -> AuthState:
@@ -46,7 +52,9 @@ def build_state(settings: AuthSettings) -> AuthState:
         engine=engine,
         sessions=async_sessionmaker(engine, expire_on_commit=False),
         ring=ring,
-        hasher=PasswordHasher(settings.bcrypt_rounds),
+        hasher=PasswordHasher(
+            settings.bcrypt_rounds, nice=settings.bcrypt_nice, max_pending=settings.bcrypt_max_pending
+        ),
         verifier=verifier,
         policy=TokenPolicy(
             issuer=settings.issuer,
@@ -74,11 +82,18 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         # bearer.require_scopes reads the verifier from here.
         app.state.verifier = state.verifier
         log.info("signing with kid %s (%d key(s) published)", state.ring.signing.kid, len(state.ring.keys))
+        key_sync = asyncio.create_task(
+            sync_forever(state.ring, state.sessions, KEY_SYNC_INTERVAL_SECONDS), name="signing-keys"
+        )
         try:
             async with state.sessions() as session:
                 await ensure_admin(session, state.hasher, settings)
             yield
         finally:
+            key_sync.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await key_sync
+            state.hasher.close()
             await state.engine.dispose()
 
     app = FastAPI(
@@ -99,6 +114,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(OAuthError, oauth_error_handler)
+    app.add_exception_handler(HashingBusy, hashing_busy_handler)
     app.include_router(health_router(checks))
     app.include_router(token.router)
     app.include_router(wellknown.router)

@@ -1,4 +1,4 @@
-"""SQLAlchemy 2 ORM models: users, refresh tokens, login attempts."""
+"""SQLAlchemy 2 ORM models: users, refresh tokens, login attempts, signing keys."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from sqlalchemy import (
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import ARRAY, INET, UUID
+from sqlalchemy.dialects.postgresql import ARRAY, INET, JSONB, UUID
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Explicit constraint names so Alembic migrations stay stable and diffable.
@@ -83,3 +83,23 @@ class Login(Base):
     grant_type: Mapped[str | None] = mapped_column(String(32))
     success: Mapped[bool] = mapped_column(Boolean)
     reason: Mapped[str] = mapped_column(String(64))
+
+
+class SigningKeyRecord(Base):
+    """Every key auth has published, by kid: which key signed when, and when it left the folder.
+
+    The private key stays a file in KEYS_DIR; only the public JWK is kept here, so an audit
+    can tell which key a token claims to be signed with long after the file was deleted.
+    """
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(64), primary_key=True)
+    algorithm: Mapped[str] = mapped_column(String(16))
+    public_jwk: Mapped[dict[str, str]] = mapped_column(JSONB)
+    first_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    last_seen_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    # First time this kid was the one signing new tokens; NULL for a key only ever published.
+    signing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # Set when the key file is no longer in KEYS_DIR (tokens it signed no longer verify).
+    retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
