@@ -38,9 +38,9 @@ def test_single_row_bodies_are_the_issue_example() -> None:
 
 
 def test_profile_and_env_flags() -> None:
-    options, _ = parse_args(["--profile", "secured", "--env", "MODELGATE_GATEWAY_TOKEN_CACHE_SIZE=0"])
+    options, _ = parse_args(["--profile", "secured", "--env", "MODELGATE_AUTH_BCRYPT_NICE=10"])
     assert options.profile == ("secured",)
     assert options.name == "profiled"  # a profiled run never overwrites latest.*
-    assert options.stack_env == (("MODELGATE_GATEWAY_TOKEN_CACHE_SIZE", "0"),)
+    assert options.stack_env == (("MODELGATE_AUTH_BCRYPT_NICE", "10"),)
     with pytest.raises(SystemExit):
         parse_args(["--env", "PATH=/tmp"])

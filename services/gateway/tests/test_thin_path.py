@@ -34,6 +34,23 @@ def test_unknown_path_is_a_json_404(gateway: str) -> None:
     assert response.headers["content-type"].startswith("application/json")
 
 
+def test_every_answer_carries_one_request_id(make_gateway) -> None:  # type: ignore[no-untyped-def]
+    # The proxy runs in front of FastAPI's middleware, so it sets the id on its own answers,
+    # including the errors it makes itself; the gateway's own endpoints get it from middleware.
+    gateway = make_gateway(MODELGATE_GATEWAY_MAX_REQUEST_BODY_BYTES="10")
+    given = {"X-Request-ID": "given-1"}
+    with httpx.Client(base_url=gateway, headers=given) as client:
+        answers = [
+            client.get("/v1/echo"),
+            client.post("/v1/echo", content=b"x" * 11),  # 413, made by the proxy itself
+            client.get("/healthz"),
+            client.get("/nowhere"),
+        ]
+    assert [a.status_code for a in answers] == [200, 413, 200, 404]
+    for answer in answers:
+        assert answer.headers.get_list("x-request-id") == ["given-1"], answer.request.url
+
+
 def test_each_proxied_request_leaves_one_row(gateway: str, gateway_db: str, signer: Signer) -> None:
     sub = "0b9d6a4e-1111-4222-8333-444455556666"
     token = signer.token(sub=sub)

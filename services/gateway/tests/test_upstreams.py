@@ -138,6 +138,26 @@ def test_forwarded_headers_and_hop_by_hop(gateway: str) -> None:
     assert "x-drop-me" not in response.headers
 
 
+def test_the_gateway_adds_no_headers_of_its_own(gateway: str) -> None:
+    host, port = gateway.removeprefix("http://").split(":")
+    # http.client sends exactly Host here: no User-Agent, Accept or Accept-Encoding.
+    conn = http.client.HTTPConnection(host, int(port), timeout=10)
+    conn.putrequest("GET", "/v1/echo", skip_accept_encoding=True)
+    conn.endheaders()
+    response = conn.getresponse()
+    seen = {k for k, _ in json.loads(response.read())["headers"]}
+    conn.close()
+    assert seen == {"host", "x-forwarded-for", "x-forwarded-proto", "x-forwarded-host", "x-request-id"}
+
+
+def test_upstream_cookies_are_relayed_but_never_replayed_to_other_requests(gateway: str) -> None:
+    first = httpx.get(f"{gateway}/auth/set-cookie")
+    assert first.headers["set-cookie"].startswith("session=belongs-to-one-user")
+    # A different client (no cookie of its own) must not get the first one's cookie upstream.
+    later = httpx.get(f"{gateway}/auth/echo")
+    assert "cookie" not in _echo_headers(later)
+
+
 def test_trusted_proxy_chain_is_extended_and_names_the_client(
     make_gateway: Callable[..., str], gateway_db: str
 ) -> None:

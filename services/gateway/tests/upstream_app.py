@@ -44,6 +44,12 @@ def upstream_app(name: str) -> FastAPI:
 
         return StreamingResponse(body(), media_type="text/plain")
 
+    @app.get("/set-cookie")
+    async def set_cookie() -> JSONResponse:
+        response = JSONResponse({"upstream": name})
+        response.set_cookie("session", "belongs-to-one-user")
+        return response
+
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     async def echo(path: str, request: Request) -> JSONResponse:
         body = await request.body()

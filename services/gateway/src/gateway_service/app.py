@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from modelgate_shared.health import health_router
 from modelgate_shared.request_context import RequestIdMiddleware, configure_logging
 from modelgate_shared.settings import load_settings
+from starlette.types import Receive, Scope, Send
 
 from .admin import admin_router
 from .docs import install_docs
@@ -17,6 +18,23 @@ from .metrics_route import metrics_router
 from .proxy import ProxyMiddleware
 from .runtime import Gateway
 from .settings import GatewaySettings
+
+
+class GatewayApp(FastAPI):
+    """FastAPI for the gateway's own endpoints, with the proxy in front of all of it.
+
+    Proxied requests need none of FastAPI's per-request layers (telemetry check, error,
+    body-limit and exception middleware, routing): the proxy answers every error itself
+    and sets the request id. Only paths no route matches reach FastAPI.
+    """
+
+    proxy: ProxyMiddleware
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.proxy(scope, receive, send)
+
+    async def serve_own(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await super().__call__(scope, receive, send)
 
 
 def create_app(settings: GatewaySettings | None = None) -> FastAPI:
@@ -34,7 +52,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
         finally:
             await gateway.stop()
 
-    app = FastAPI(
+    app = GatewayApp(
         title="modelgate",
         version="0.1.0",
         lifespan=lifespan,
@@ -49,7 +67,6 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(metrics_router(gateway.metrics))
     app.include_router(admin_router())
     install_docs(app, gateway)
-    # Added last = outermost: the request id exists before the proxy runs.
-    app.add_middleware(ProxyMiddleware, gateway=gateway)
     app.add_middleware(RequestIdMiddleware)
+    app.proxy = ProxyMiddleware(app.serve_own, gateway=gateway)
     return app

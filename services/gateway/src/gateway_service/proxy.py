@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from urllib.parse import parse_qs
 
 import httpx
-from modelgate_shared.request_context import accept_or_generate
+from modelgate_shared.request_context import REQUEST_ID_HEADER, accept_or_generate, request_id_var
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -31,6 +31,10 @@ log = logging.getLogger(__name__)
 
 # The login form is read whole (to find the username); it is small, so cap it hard.
 MAX_LOGIN_BODY = 64 * 1024
+# A declared body up to this size is read whole and forwarded as bytes: cheaper than a
+# streamed generator per request, and a spent body no longer stops the try of another
+# upstream. Larger (or undeclared, chunked) bodies are streamed as they arrive.
+SMALL_BODY = 64 * 1024
 # After a Redis failure, decisions skip Redis this long (then the next request tries again).
 REDIS_RETRY_SECONDS = 1.0
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -63,7 +67,16 @@ def has_dot_segments(path: str) -> bool:
     return any(segment in {".", ".."} for segment in path.split("/"))
 
 
+_REQUEST_ID = REQUEST_ID_HEADER.encode()
+
+
 class ProxyMiddleware:
+    """Answers every routed path; the app it wraps gets everything else.
+
+    It runs outside the app's middleware, so it does the request-id work itself: the id
+    goes to the upstream, back to the client, into the log context and the request log.
+    """
+
     def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
         self.app = app
         self.gateway = gateway
@@ -130,6 +143,7 @@ class Exchange:
     async def send(self, message: Message) -> None:
         if message["type"] == "http.response.start":
             self.status = message["status"]
+            message["headers"].append((_REQUEST_ID, self.request_id.encode()))
         await self._send(message)
 
     async def respond_error(self, status: int, error: str, detail: str) -> None:
@@ -146,11 +160,13 @@ class Exchange:
         self.request_id = scope.get("state", {}).get("request_id") or accept_or_generate(
             (header(headers, b"x-request-id") or b"").decode("latin-1")
         )
+        token = request_id_var.set(self.request_id)
         try:
             await self._handle(headers)
         except ExchangeAborted:
             self.status = self.status or 499  # nginx's "client closed request"
         finally:
+            request_id_var.reset(token)
             self._record()
 
     async def _handle(self, headers: Headers) -> None:
@@ -266,10 +282,15 @@ class Exchange:
             g.metrics.upstream_errors.labels(route.name, "no_healthy_upstream").inc()
             await self.respond_error(503, "no_healthy_upstream", f"no healthy upstream for {route.prefix}")
             return
+        declared = header(headers, b"content-length")
+        if self.body is None and declared is not None and 0 < int(declared) <= SMALL_BODY:
+            try:
+                self.body = await self._read_body(g.settings.max_request_body_bytes)
+            except BodyTooLarge:
+                await self._body_too_large()
+                return
         has_body = (
-            self.body is not None
-            or header(headers, b"content-length") not in (None, b"0")
-            or (header(headers, b"transfer-encoding") is not None)
+            self.body is not None or declared not in (None, b"0") or (header(headers, b"transfer-encoding") is not None)
         )
         out_headers = upstream_headers(
             headers, peer=self.peer, scheme=scope.get("scheme", "http"), request_id=self.request_id, trusted=g.trusted
@@ -284,11 +305,15 @@ class Exchange:
             content = None
             if has_body:
                 content = self.body if self.body is not None else self._stream_body()
-            request = upstream.client.build_request(
-                scope["method"], target.decode("latin-1"), headers=out_headers, content=content
+            request = httpx.Request(
+                scope["method"],
+                upstream.url + target.decode("latin-1"),
+                headers=out_headers,
+                content=content,
+                extensions=dict(upstream.extensions),
             )
             try:
-                response = await upstream.client.send(request, stream=True)
+                response = await upstream.transport.handle_async_request(request)
             except ExchangeAborted:
                 raise
             except BodyTooLarge:
@@ -329,6 +354,12 @@ class Exchange:
         await self.respond_error(413, "request_too_large", f"request body exceeds {limit} bytes")
 
     async def _relay(self, response: httpx.Response) -> None:
+        # With a declared length the chunk that completes it also ends the ASGI body: one
+        # send fewer per response, and a small one goes out as start + one body message.
+        declared = response.headers.get("content-length")
+        length = int(declared) if declared is not None and declared.isdigit() else -1
+        if self.scope["method"] == "HEAD" or response.status_code in (204, 304):
+            length = -1  # the header describes a body that is not sent
         try:
             await self.send(
                 {
@@ -337,10 +368,15 @@ class Exchange:
                     "headers": response_headers(response.headers.raw) + self.limit_headers,
                 }
             )
+            ended = False
             async for chunk in response.aiter_raw():
+                if ended:
+                    continue  # h11 frames by Content-Length, so nothing arrives past the end
                 self.response_bytes += len(chunk)
-                await self.send({"type": "http.response.body", "body": chunk, "more_body": True})
-            await self.send({"type": "http.response.body", "body": b"", "more_body": False})
+                ended = self.response_bytes == length
+                await self.send({"type": "http.response.body", "body": chunk, "more_body": not ended})
+            if not ended:
+                await self.send({"type": "http.response.body", "body": b"", "more_body": False})
         except httpx.HTTPError as exc:
             # Headers are gone already: all we can do is cut the response short, which the
             # client sees as a truncated body rather than a complete wrong one.

@@ -30,7 +30,7 @@ class Gateway:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.verifier: TokenVerifier = settings.build_verifier()
-        self.identity = IdentityResolver(self.verifier, settings.token_cache_size)
+        self.identity = IdentityResolver(self.verifier)
         self.trusted = settings.trusted_networks()
         self.default_policy = settings.policy("rate_limit_default")
         self.login_ip_policy = settings.policy("rate_limit_login_ip")

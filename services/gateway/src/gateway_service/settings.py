@@ -94,8 +94,6 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     log_retry_max_backoff_seconds: float = Field(default=5.0, gt=0)
     log_shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
 
-    # Verified tokens are cached so identity costs no signature check per request.
-    token_cache_size: int = Field(default=10_000, ge=0)
     docs_refresh_seconds: float = Field(default=30.0, ge=0)
 
     @field_validator("redis_url")

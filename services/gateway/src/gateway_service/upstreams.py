@@ -6,16 +6,31 @@ import itertools
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import httpx
 
 from .settings import GatewaySettings, RouteConfig
+from .transport import UpstreamTransport
 
 
 @dataclass(eq=False)
 class Upstream:
+    """One upstream URL: its pooled httpx client and, for the proxy, that client's transport.
+
+    The proxy hands its requests straight to the transport (httpx's public transport API),
+    not to ``client.send``: a byte relay must not get the client's default headers or
+    have one caller's cookies stored and replayed for the next, it wants no auth or
+    redirect handling, and that request building was the largest single cost left on
+    the hop. The client, on the same pool, serves the gateway's own calls (readiness,
+    OpenAPI).
+    """
+
     url: str
     client: httpx.AsyncClient
+    transport: httpx.AsyncBaseTransport
+    # Request extensions carrying the upstream timeouts, as httpx's client would set them.
+    extensions: dict[str, Any]
     down_until: float = 0.0
 
     def healthy(self, now: float) -> bool:
@@ -52,24 +67,24 @@ def match_route(routes: Sequence[Route], path: str) -> Route | None:
     return best
 
 
-def _client(url: str, settings: GatewaySettings) -> httpx.AsyncClient:
-    return httpx.AsyncClient(
-        base_url=url,
-        timeout=httpx.Timeout(
-            connect=settings.upstream_connect_timeout_seconds,
-            read=settings.upstream_read_timeout_seconds,
-            write=settings.upstream_write_timeout_seconds,
-            pool=settings.upstream_pool_timeout_seconds,
-        ),
-        limits=httpx.Limits(
+def _upstream(url: str, settings: GatewaySettings) -> Upstream:
+    timeout = httpx.Timeout(
+        connect=settings.upstream_connect_timeout_seconds,
+        read=settings.upstream_read_timeout_seconds,
+        write=settings.upstream_write_timeout_seconds,
+        pool=settings.upstream_pool_timeout_seconds,
+    )
+    transport = UpstreamTransport(
+        httpx.Limits(
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=settings.upstream_max_connections,
             keepalive_expiry=30,
-        ),
-        follow_redirects=False,
-        # The gateway relays bytes; it must not add or interpret anything.
-        trust_env=False,
+        )
     )
+    client = httpx.AsyncClient(
+        base_url=url, timeout=timeout, transport=transport, follow_redirects=False, trust_env=False
+    )
+    return Upstream(url, client, transport, {"timeout": timeout.as_dict()})
 
 
 class UpstreamPool:
@@ -86,7 +101,7 @@ class UpstreamPool:
         upstreams = []
         for url in config.upstreams:
             if url not in self.by_url:
-                self.by_url[url] = Upstream(url, _client(url, settings))
+                self.by_url[url] = _upstream(url, settings)
             upstreams.append(self.by_url[url])
         name = config.name or config.prefix.strip("/").replace("/", "_") or "root"
         return Route(name=name, prefix=config.prefix, strip_prefix=config.strip_prefix, upstreams=upstreams)

@@ -1,0 +1,531 @@
+"""The upstream hop's transport: httpx's transport API over httpcore's HTTP/1.1, on plain asyncio.
+
+httpx on asyncio normally reaches the socket through anyio streams and httpcore's
+connection pool; on the proxy's hot path those layers (cancel scopes per read and
+write, a scan of every pooled connection twice per request, each idle socket polled
+with a syscall to ask whether it is readable) cost more CPU than the rest of the
+exchange. Here:
+
+- :class:`AsyncioBackend` implements httpcore's public ``AsyncNetworkBackend`` on an
+  ``asyncio.Protocol``: a read or write is a future and a timer, and "is this idle
+  connection readable" is a flag the protocol keeps;
+- :class:`_ConnectionPool` keeps idle connections on a stack: O(1) per request;
+- httpcore's ``AsyncHTTP11Connection`` still speaks HTTP/1.1 (h11), and
+  :class:`UpstreamTransport` is an ordinary ``httpx.AsyncBaseTransport`` raising httpx's
+  exceptions, so callers see httpx and nothing else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import ssl
+import sys
+from collections import deque
+from collections.abc import AsyncIterator, Iterable, Iterator
+from typing import Any, cast
+
+import httpcore
+import httpx
+
+# Request headers and a small body leave in one segment (one syscall here, one read in the
+# upstream) instead of one per h11 event; anything larger goes out as soon as it is written.
+COALESCE_BYTES = 64 * 1024
+# Stop reading from an upstream that sends faster than the client takes the response.
+READ_HIGH_WATER = 256 * 1024
+
+SocketOption = tuple[int, int, int] | tuple[int, int, bytes | bytearray] | tuple[int, int, None, int]
+
+
+class _StreamProtocol(asyncio.Protocol):
+    def __init__(self) -> None:
+        self.transport: asyncio.Transport | None = None
+        self.chunks: deque[bytes] = deque()
+        self.buffered = 0
+        self.eof = False
+        self.error: BaseException | None = None
+        self.lost = False
+        self.read_paused = False
+        self.write_paused = False
+        self.read_waiter: asyncio.Future[None] | None = None
+        self.drain_waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports implement asyncio.Transport without subclassing it.
+        self.transport = cast(asyncio.Transport, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        self.buffered += len(data)
+        if self.buffered > READ_HIGH_WATER and not self.read_paused and self.transport is not None:
+            self.read_paused = True
+            self.transport.pause_reading()
+        self._wake_reader()
+
+    def eof_received(self) -> bool:
+        self.eof = True
+        self._wake_reader()
+        return False  # close the transport: HTTP/1.1 has no use for a half-open connection
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.lost = True
+        self.eof = True
+        self.error = exc
+        self._wake_reader()
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_exception(exc or ConnectionResetError("connection lost"))
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        waiter = self.drain_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _wake_reader(self) -> None:
+        waiter = self.read_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())
+
+
+async def _wait(waiter: asyncio.Future[None], seconds: float | None) -> None:
+    """Await ``waiter``; TimeoutError after ``seconds`` (a bare timer: no task, no cancel scope)."""
+    if seconds is None:
+        await waiter
+        return
+    timer = asyncio.get_running_loop().call_later(seconds, _expire, waiter)
+    try:
+        await waiter
+    finally:
+        timer.cancel()
+
+
+class AsyncioStream(httpcore.AsyncNetworkStream):
+    def __init__(self, transport: asyncio.Transport, protocol: _StreamProtocol) -> None:
+        self._transport = transport
+        self._protocol = protocol
+        self._pending: list[bytes] = []
+        self._pending_bytes = 0
+
+    async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's interface)
+        self._flush()
+        p = self._protocol
+        while True:
+            if p.chunks:
+                chunk = p.chunks.popleft()
+                if len(chunk) > max_bytes:
+                    p.chunks.appendleft(chunk[max_bytes:])
+                    chunk = chunk[:max_bytes]
+                p.buffered -= len(chunk)
+                if p.read_paused and p.buffered <= READ_HIGH_WATER // 4:
+                    p.read_paused = False
+                    self._transport.resume_reading()
+                return chunk
+            if p.error is not None:
+                raise httpcore.ReadError(str(p.error) or type(p.error).__name__)
+            if p.eof:
+                return b""
+            waiter = asyncio.get_running_loop().create_future()
+            p.read_waiter = waiter
+            try:
+                await _wait(waiter, timeout)
+            except TimeoutError:
+                raise httpcore.ReadTimeout("timed out reading from the upstream") from None
+            finally:
+                p.read_waiter = None
+
+    async def write(self, buffer: bytes, timeout: float | None = None) -> None:  # noqa: ASYNC109 (httpcore's interface)
+        if not buffer:
+            return
+        if self._protocol.lost or self._transport.is_closing():
+            raise httpcore.WriteError("the upstream closed the connection")
+        self._pending.append(buffer)
+        self._pending_bytes += len(buffer)
+        if self._pending_bytes < COALESCE_BYTES:
+            return  # sent with the next write or before the first read
+        self._flush()
+        await self._drain(timeout)
+
+    def _flush(self) -> None:
+        if not self._pending:
+            return
+        data = self._pending[0] if len(self._pending) == 1 else b"".join(self._pending)
+        self._pending.clear()
+        self._pending_bytes = 0
+        if self._protocol.lost or self._transport.is_closing():
+            # Reported by the read that follows, like a write the peer never saw.
+            return
+        self._transport.write(data)
+
+    async def _drain(self, seconds: float | None) -> None:
+        p = self._protocol
+        if not p.write_paused:
+            return
+        waiter = asyncio.get_running_loop().create_future()
+        p.drain_waiter = waiter
+        try:
+            await _wait(waiter, seconds)
+        except TimeoutError:
+            raise httpcore.WriteTimeout("timed out writing to the upstream") from None
+        except OSError as exc:
+            raise httpcore.WriteError(str(exc) or type(exc).__name__) from None
+        finally:
+            p.drain_waiter = None
+
+    async def aclose(self) -> None:
+        self._pending.clear()
+        self._pending_bytes = 0
+        self._transport.close()
+
+    async def start_tls(
+        self,
+        ssl_context: ssl.SSLContext,
+        server_hostname: str | None = None,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(timeout):
+                transport = await loop.start_tls(
+                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                )
+        except TimeoutError:
+            self._transport.close()
+            raise httpcore.ConnectTimeout("timed out during the TLS handshake") from None
+        except (OSError, ssl.SSLError) as exc:
+            self._transport.close()
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
+        if transport is None:  # the peer closed the connection during the handshake
+            raise httpcore.ConnectError("the upstream closed the connection during the TLS handshake")
+        self._protocol.transport = transport
+        return AsyncioStream(transport, self._protocol)
+
+    def get_extra_info(self, info: str) -> Any:
+        if info == "is_readable":
+            # httpcore asks this of idle pooled connections: anything readable on an idle
+            # HTTP/1.1 connection means the upstream closed it (or misbehaved).
+            p = self._protocol
+            return bool(p.chunks) or p.eof
+        if info == "ssl_object":
+            return self._transport.get_extra_info("ssl_object")
+        if info == "client_addr":
+            return self._transport.get_extra_info("sockname")
+        if info == "server_addr":
+            return self._transport.get_extra_info("peername")
+        if info == "socket":
+            return self._transport.get_extra_info("socket")
+        return None
+
+
+class AsyncioBackend(httpcore.AsyncNetworkBackend):
+    async def connect_tcp(
+        self,
+        host: str,
+        port: int,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        local_address: str | None = None,
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        local = (local_address, 0) if local_address else None
+        return await self._connect(
+            loop.create_connection(_StreamProtocol, host, port, local_addr=local), timeout, socket_options
+        )
+
+    async def connect_unix_socket(
+        self,
+        path: str,
+        timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
+        socket_options: Iterable[SocketOption] | None = None,
+    ) -> httpcore.AsyncNetworkStream:
+        loop = asyncio.get_running_loop()
+        return await self._connect(loop.create_unix_connection(_StreamProtocol, path), timeout, socket_options)
+
+    async def _connect(
+        self,
+        connecting: Any,
+        seconds: float | None,
+        socket_options: Iterable[SocketOption] | None,
+    ) -> AsyncioStream:
+        try:
+            async with asyncio.timeout(seconds):
+                transport, protocol = await connecting
+        except TimeoutError:
+            raise httpcore.ConnectTimeout("timed out connecting to the upstream") from None
+        except OSError as exc:
+            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
+        sock: socket.socket | None = transport.get_extra_info("socket")
+        if socket_options and sock is not None:
+            try:
+                for option in socket_options:
+                    sock.setsockopt(*option)
+            except OSError as exc:
+                transport.close()
+                raise httpcore.ConnectError(str(exc)) from None
+        return AsyncioStream(transport, protocol)
+
+    async def sleep(self, seconds: float) -> None:
+        await asyncio.sleep(seconds)
+
+
+# httpcore's errors as the httpx ones the proxy catches; the most specific match wins.
+_ERRORS: tuple[tuple[type[Exception], type[httpx.HTTPError]], ...] = (
+    (httpcore.ConnectTimeout, httpx.ConnectTimeout),
+    (httpcore.ReadTimeout, httpx.ReadTimeout),
+    (httpcore.WriteTimeout, httpx.WriteTimeout),
+    (httpcore.PoolTimeout, httpx.PoolTimeout),
+    (httpcore.TimeoutException, httpx.TimeoutException),
+    (httpcore.ConnectError, httpx.ConnectError),
+    (httpcore.ReadError, httpx.ReadError),
+    (httpcore.WriteError, httpx.WriteError),
+    (httpcore.NetworkError, httpx.NetworkError),
+    (httpcore.UnsupportedProtocol, httpx.UnsupportedProtocol),
+    (httpcore.LocalProtocolError, httpx.LocalProtocolError),
+    (httpcore.RemoteProtocolError, httpx.RemoteProtocolError),
+    (httpcore.ProtocolError, httpx.ProtocolError),
+)
+
+
+def _as_httpx_error(exc: Exception) -> Exception:
+    for core, mapped in _ERRORS:
+        if isinstance(exc, core):
+            return mapped(str(exc))
+    return exc
+
+
+@contextlib.contextmanager
+def _httpx_errors() -> Iterator[None]:
+    try:
+        yield
+    except (
+        httpcore.TimeoutException,
+        httpcore.NetworkError,
+        httpcore.ProtocolError,
+        httpcore.UnsupportedProtocol,
+    ) as e:
+        raise _as_httpx_error(e) from e
+
+
+class _ConnectionPool:
+    """HTTP/1.1 keep-alive connections to one or a few origins, O(1) per request.
+
+    httpcore's own pool rescans every pooled connection (and, through anyio, polls every
+    idle socket) twice per request; here an idle connection is popped from a stack and
+    pushed back when its response is closed. The most recently used connection is reused
+    first, so the ones at the bottom of the stack age out and are closed.
+    """
+
+    def __init__(self, ssl_context: ssl.SSLContext, max_connections: int, keepalive_expiry: float | None) -> None:
+        ssl_context.set_alpn_protocols(["http/1.1"])
+        self._ssl_context = ssl_context
+        self._max_connections = max_connections
+        self._keepalive_expiry = keepalive_expiry
+        self._backend = AsyncioBackend()
+        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncHTTP11Connection]] = {}
+        self._open = 0
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._closed = False
+
+    @property
+    def open_connections(self) -> int:
+        return self._open
+
+    async def request(self, request: httpcore.Request) -> httpcore.Response:
+        origin = request.url.origin
+        while True:
+            connection = await self._acquire(request, origin)
+            try:
+                response = await connection.handle_async_request(request)
+            except httpcore.ConnectionNotAvailable:
+                self._release(connection, origin)
+                continue
+            except BaseException:
+                self._release(connection, origin)
+                raise
+            return httpcore.Response(
+                status=response.status,
+                headers=response.headers,
+                content=_PooledStream(response.stream, self, connection, origin),
+                extensions=response.extensions,
+            )
+
+    async def _acquire(self, request: httpcore.Request, origin: httpcore.Origin) -> httpcore.AsyncHTTP11Connection:
+        if self._closed:
+            raise httpcore.ConnectError("the connection pool is closed")
+        idle = self._idle.get((origin.scheme, origin.host, origin.port))
+        while idle:
+            connection = idle.pop()
+            if connection.is_idle() and not connection.has_expired():
+                return connection
+            self._open -= 1
+            await connection.aclose()
+        timeouts = request.extensions.get("timeout", {})
+        if self._open >= self._max_connections:
+            await self._wait_for_room(timeouts.get("pool"))
+            return await self._acquire(request, origin)
+        self._open += 1
+        try:
+            stream = await self._connect(origin, timeouts.get("connect"), request.extensions.get("sni_hostname"))
+        except BaseException:
+            self._open -= 1
+            self._wake_one()
+            raise
+        return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=self._keepalive_expiry)
+
+    async def _connect(
+        self, origin: httpcore.Origin, seconds: float | None, sni_hostname: str | None
+    ) -> httpcore.AsyncNetworkStream:
+        host = origin.host.decode("ascii")
+        stream = await self._backend.connect_tcp(host, origin.port, timeout=seconds)
+        if origin.scheme == b"https":
+            stream = await stream.start_tls(self._ssl_context, server_hostname=sni_hostname or host, timeout=seconds)
+        return stream
+
+    async def _wait_for_room(self, seconds: float | None) -> None:
+        waiter = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await _wait(waiter, seconds)
+        except TimeoutError:
+            raise httpcore.PoolTimeout("no upstream connection became free in time") from None
+        except BaseException:
+            if waiter.done() and not waiter.cancelled() and waiter.exception() is None:
+                self._wake_one()  # woken, then cancelled: hand the free slot to the next waiter
+            raise
+        finally:
+            with contextlib.suppress(ValueError):
+                self._waiters.remove(waiter)
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+    def _release(self, connection: httpcore.AsyncHTTP11Connection, origin: httpcore.Origin) -> None:
+        """Take back a connection whose exchange is over: keep it if reusable, else forget it."""
+        if connection.is_idle() and not self._closed:
+            idle = self._idle.setdefault((origin.scheme, origin.host, origin.port), [])
+            idle.append(connection)
+            self._close_expired(idle)
+        elif connection.is_closed():
+            self._open -= 1
+        else:
+            # Neither idle nor closed (an exchange cut short): never reuse it.
+            self._open -= 1
+            self._forget(connection)
+        self._wake_one()
+
+    def _close_expired(self, idle: list[httpcore.AsyncHTTP11Connection]) -> None:
+        # The oldest idle connection sits at the bottom; one check per release keeps the stack clean.
+        if len(idle) > 1 and idle[0].has_expired():
+            self._open -= 1
+            self._forget(idle.pop(0))
+
+    @staticmethod
+    def _forget(connection: httpcore.AsyncHTTP11Connection) -> None:
+        # Closing an HTTP/1.1 connection is synchronous underneath (transport.close()); run it
+        # as a task only so this bookkeeping stays a plain function.
+        asyncio.get_running_loop().create_task(connection.aclose())
+
+    async def aclose(self) -> None:
+        self._closed = True
+        connections = [c for idle in self._idle.values() for c in idle]
+        self._idle.clear()
+        self._open -= len(connections)
+        for connection in connections:
+            await connection.aclose()
+
+
+class _PooledStream:
+    """The response body; closing it hands the connection back to the pool."""
+
+    def __init__(
+        self,
+        stream: Any,
+        pool: _ConnectionPool,
+        connection: httpcore.AsyncHTTP11Connection,
+        origin: httpcore.Origin,
+    ) -> None:
+        self._stream = stream
+        self._origin = origin
+        self._pool = pool
+        self._connection = connection
+        self._released = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        async for part in self._stream:
+            yield part
+
+    async def aclose(self) -> None:
+        if self._released:
+            return
+        self._released = True
+        try:
+            await self._stream.aclose()
+        finally:
+            self._pool._release(self._connection, self._origin)
+
+
+class _ResponseStream(httpx.AsyncByteStream):
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        with _httpx_errors():
+            async for part in self._stream:
+                yield part
+
+    async def aclose(self) -> None:
+        with _httpx_errors():
+            await self._stream.aclose()
+
+
+class UpstreamTransport(httpx.AsyncBaseTransport):
+    """httpx transport: HTTP/1.1 connections pooled by :class:`_ConnectionPool`, on plain asyncio.
+
+    ``limits.max_keepalive_connections`` is not used: every connection the pool may open
+    (``max_connections``) may also stay open idle, until ``keepalive_expiry``.
+    """
+
+    def __init__(self, limits: httpx.Limits, ssl_context: ssl.SSLContext | None = None) -> None:
+        self._pool = _ConnectionPool(
+            ssl_context or httpx.create_ssl_context(),
+            max_connections=sys.maxsize if limits.max_connections is None else limits.max_connections,
+            keepalive_expiry=limits.keepalive_expiry,
+        )
+
+    @property
+    def open_connections(self) -> int:
+        return self._pool.open_connections
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        url = request.url
+        core_request = httpcore.Request(
+            method=request.method,
+            url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
+            headers=request.headers.raw,
+            content=request.stream,  # type: ignore[arg-type]
+            extensions=request.extensions,
+        )
+        with _httpx_errors():
+            response = await self._pool.request(core_request)
+        return httpx.Response(
+            status_code=response.status,
+            headers=response.headers,
+            stream=_ResponseStream(response.stream),
+            extensions=response.extensions,
+        )
+
+    async def aclose(self) -> None:
+        await self._pool.aclose()
