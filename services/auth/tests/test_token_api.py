@@ -268,3 +268,32 @@ async def test_logins_beyond_the_hashing_queue_get_a_fast_rfc6749_503(
     assert sorted(reasons) == ["hashing_busy", "ok"]
     # Once the queue drains, logins work again.
     assert (await login(client)).status_code == 200
+
+
+async def test_a_login_holds_no_database_connection_while_the_password_is_hashed(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_up(client)
+    hasher, engine = app.state.auth.hasher, app.state.auth.engine
+    release, entered = threading.Event(), threading.Semaphore(0)
+    real = hasher.verify_sync
+
+    def held(password: str, hashed: str | None) -> tuple[bool, str | None]:
+        entered.release()
+        assert release.wait(10)
+        return real(password, hashed)
+
+    monkeypatch.setattr(hasher, "verify_sync", held)
+    pending = asyncio.create_task(login(client))
+    try:
+        assert await asyncio.to_thread(entered.acquire, True, 10)
+        # A storm of logins would otherwise pin every pooled connection for the hash's duration.
+        in_use_while_hashing = engine.pool.checkedout()
+    finally:
+        release.set()
+    response = await pending
+    assert in_use_while_hashing == 0
+    assert response.status_code == 200
+    async with app.state.auth.sessions() as session:
+        reasons = list(await session.scalars(select(Login.reason)))
+    assert reasons == ["ok"]

@@ -110,6 +110,10 @@ async def password_grant(
     except ValueError:
         name = None
     user = await user_by_username(session, name) if name else None
+    # End the read-only transaction before the hash: its connection goes back to the pool for
+    # the ~0.25 s bcrypt takes, instead of a login storm holding every connection idle.
+    # (Sessions keep loaded objects on commit; the writes below start a new transaction.)
+    await session.commit()
     # Unknown users are checked against a dummy hash: same answer, about the same time.
     try:
         valid, new_hash = await hasher.verify(password, user.password_hash if user else None)
