@@ -8,7 +8,7 @@ import numpy as np
 import orjson
 import pytest
 from inference_service.model_store import LoadedModel, ModelMetadata, load_registry
-from inference_service.prediction import Predictions, predict, v1_body, v1_json
+from inference_service.prediction import SMALL_BATCH_ROWS, Predictions, predict, v1_body, v1_json
 from inference_service.validation import InputError
 
 
@@ -59,7 +59,7 @@ def test_real_model_agrees_with_sklearn_predict(model_dir: Path) -> None:
 
 
 @pytest.mark.parametrize("classes", [(0, 1), ("no", "yes", "maybe"), (True, False)])
-@pytest.mark.parametrize("rows", [1, 2, 257])
+@pytest.mark.parametrize("rows", [1, 2, SMALL_BATCH_ROWS, SMALL_BATCH_ROWS + 1, 257])
 def test_v1_json_is_the_v1_body_encoded(classes: tuple[object, ...], rows: int) -> None:
     rng = np.random.default_rng(rows)
     probabilities = rng.dirichlet(np.ones(len(classes)), size=rows)

@@ -14,12 +14,14 @@ import re
 import shutil
 import uuid
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import skops.io as sio
+
+from .fast_linear import ProbaFunction, compile_predict_proba
 
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
@@ -77,6 +79,9 @@ class LoadedModel:
     metadata: ModelMetadata
     estimator: Any
     path: Path
+    # ``estimator.predict_proba`` without scikit-learn's per-call checks, when ``fast_linear``
+    # knows the estimator; ``prediction.predict`` falls back to the estimator otherwise.
+    fast_proba: ProbaFunction | None = field(default=None, compare=False, repr=False)
 
     @property
     def name(self) -> str:
@@ -147,7 +152,8 @@ def load_model(folder: Path) -> LoadedModel:
     except Exception as exc:  # skops raises many types for a corrupt archive
         raise ModelLoadError(f"{model_path}: cannot load ({type(exc).__name__}: {exc})") from None
     _check_estimator(estimator, metadata, model_path)
-    return LoadedModel(metadata=metadata, estimator=estimator, path=folder)
+    fast = compile_predict_proba(estimator, len(metadata.features))
+    return LoadedModel(metadata=metadata, estimator=estimator, path=folder, fast_proba=fast)
 
 
 def _check_estimator(estimator: Any, metadata: ModelMetadata, model_path: Path) -> None:
