@@ -85,7 +85,7 @@ def _context(
             "uvicorn": "1 worker per service (launcher default), --no-access-log",
             "bcrypt_rounds": 12,
             "rate_limits": "; ".join(env_note) or "stack not started",
-            "services": "launcher defaults otherwise (log level INFO, token cache on, 1 worker)",
+            "services": "launcher defaults otherwise (log level INFO, 1 worker)",
             "training_data": stack_setup.training_data(),
             "extra_stack_env": dict(options.stack_env) or "none",
             "profiled": list(options.profile) or "no",
