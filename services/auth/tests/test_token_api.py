@@ -9,6 +9,7 @@ import httpx
 import pytest
 from auth_service.housekeeping import prune
 from auth_service.models import Login, RefreshToken
+from auth_service.passwords import PasswordHasher
 from fastapi import FastAPI
 from modelgate_shared.tokens import InvalidToken, TokenVerifier
 from sqlalchemy import select, update
@@ -231,12 +232,11 @@ async def test_prune_deletes_expired_tokens_and_old_logins(client: httpx.AsyncCl
     assert (await refresh(client, second.json()["refresh_token"])).status_code == 200
 
 
-async def test_logins_beyond_the_hashing_queue_get_a_fast_rfc6749_503(
-    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    await sign_up(client)
-    hasher = app.state.auth.hasher
-    monkeypatch.setattr(hasher, "max_pending", 1)
+def hold_password_checks(
+    hasher: PasswordHasher, monkeypatch: pytest.MonkeyPatch
+) -> tuple[threading.Event, threading.Semaphore]:
+    """Make each password check wait, in its hashing thread, until ``release`` is set;
+    ``entered`` is released as each one starts."""
     release, entered = threading.Event(), threading.Semaphore(0)
     real = hasher.verify_sync
 
@@ -246,6 +246,16 @@ async def test_logins_beyond_the_hashing_queue_get_a_fast_rfc6749_503(
         return real(password, hashed)
 
     monkeypatch.setattr(hasher, "verify_sync", held)
+    return release, entered
+
+
+async def test_logins_beyond_the_hashing_queue_get_a_fast_rfc6749_503(
+    client: httpx.AsyncClient, app: FastAPI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sign_up(client)
+    hasher = app.state.auth.hasher
+    monkeypatch.setattr(hasher, "max_pending", 1)
+    release, entered = hold_password_checks(hasher, monkeypatch)
     first = asyncio.create_task(login(client))
     try:
         assert await asyncio.to_thread(entered.acquire, True, 10)
@@ -275,15 +285,7 @@ async def test_a_login_holds_no_database_connection_while_the_password_is_hashed
 ) -> None:
     await sign_up(client)
     hasher, engine = app.state.auth.hasher, app.state.auth.engine
-    release, entered = threading.Event(), threading.Semaphore(0)
-    real = hasher.verify_sync
-
-    def held(password: str, hashed: str | None) -> tuple[bool, str | None]:
-        entered.release()
-        assert release.wait(10)
-        return real(password, hashed)
-
-    monkeypatch.setattr(hasher, "verify_sync", held)
+    release, entered = hold_password_checks(hasher, monkeypatch)
     pending = asyncio.create_task(login(client))
     try:
         assert await asyncio.to_thread(entered.acquire, True, 10)
