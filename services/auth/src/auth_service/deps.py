@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from fastapi import Depends, HTTPException, Request, status
 from modelgate_shared.bearer import require_scopes, unauthorized
+from modelgate_shared.proxies import Network, forwarded_client, split_forwarded_for
 from modelgate_shared.tokens import AccessClaims, TokenVerifier
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -17,8 +18,6 @@ from .keyring import KeyRing
 from .models import User
 from .passwords import PasswordHasher
 from .settings import AuthSettings
-
-IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
 @dataclass
@@ -32,7 +31,7 @@ class AuthState:
     hasher: PasswordHasher
     verifier: TokenVerifier
     policy: TokenPolicy
-    trusted_proxies: tuple[IPNetwork, ...] = ()
+    trusted_proxies: tuple[Network, ...] = ()
 
     def current_ring(self) -> KeyRing:
         # Picks up `keys rotate` without a restart.
@@ -61,15 +60,15 @@ def _parse_ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Addres
         return None
 
 
-def client_ip(request: Request, trusted_proxies: tuple[IPNetwork, ...]) -> str | None:
-    """The client's address; X-Forwarded-For is believed only from a trusted proxy (the gateway)."""
-    peer = _parse_ip(request.client.host if request.client else None)
-    if peer is not None and any(peer in network for network in trusted_proxies):
-        forwarded = request.headers.get("x-forwarded-for")
-        if forwarded:
-            # The rightmost entry is the one our proxy appended; anything left of it is client-supplied.
-            peer = _parse_ip(forwarded.split(",")[-1].strip())
-    return str(peer) if peer is not None else None
+def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str | None:
+    """The client's address (``modelgate_shared.proxies.forwarded_client``); None when the
+    forwarded hop is not an address, so the login history never records a guess."""
+    peer = request.client.host if request.client else None
+    if peer is None:
+        return None
+    chain = split_forwarded_for(request.headers.getlist("x-forwarded-for"))
+    ip = _parse_ip(forwarded_client(peer, chain, trusted_proxies))
+    return str(ip) if ip is not None else None
 
 
 async def current_user(

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address
+
+from modelgate_shared.proxies import Network, forwarded_client, is_trusted, split_forwarded_for
 
 Headers = list[tuple[bytes, bytes]]
-Network = IPv4Network | IPv6Network
 
 # RFC 9110 7.6.1 hop-by-hop headers, plus those the gateway sets itself.
 HOP_BY_HOP = frozenset(
@@ -35,36 +35,14 @@ def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
     return names
 
 
-def _is_trusted(address: str, trusted: Sequence[Network]) -> bool:
-    if not trusted:
-        return False
-    try:
-        ip: IPv4Address | IPv6Address = ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in net for net in trusted)
-
-
 def forwarded_for_chain(headers: Iterable[tuple[bytes, bytes]]) -> list[str]:
-    chain: list[str] = []
-    for key, value in headers:
-        if key == b"x-forwarded-for":
-            chain += [p.strip() for p in value.decode("latin-1").split(",") if p.strip()]
-    return chain
+    return split_forwarded_for(value.decode("latin-1") for key, value in headers if key == b"x-forwarded-for")
 
 
 def client_ip(peer: str, headers: Iterable[tuple[bytes, bytes]], trusted: Sequence[Network]) -> str:
-    """The client address: the peer, unless it is a trusted proxy, in which case the
-    right-most X-Forwarded-For entry that is not itself a trusted proxy."""
-    if not _is_trusted(peer, trusted):
-        return peer
-    for hop in reversed(forwarded_for_chain(headers)):
-        if not _is_trusted(hop, trusted):
-            try:
-                return str(ip_address(hop))
-            except ValueError:
-                return peer  # garbage in a trusted chain: fall back to what we know
-    return peer
+    """The client address (``modelgate_shared.proxies.forwarded_client``); garbage in a trusted
+    chain falls back to the peer, which is what we know for sure."""
+    return forwarded_client(peer, forwarded_for_chain(headers), trusted) or peer
 
 
 def upstream_headers(
@@ -82,7 +60,7 @@ def upstream_headers(
     """
     drop = HOP_BY_HOP | _SET_BY_GATEWAY | _connection_tokens(headers)
     out: Headers = [(k, v) for k, v in headers if k not in drop]
-    from_proxy = _is_trusted(peer, trusted)
+    from_proxy = is_trusted(peer, trusted)
     chain = forwarded_for_chain(headers) if from_proxy else []
     chain.append(peer)
     out.append((b"x-forwarded-for", ", ".join(chain).encode("latin-1")))

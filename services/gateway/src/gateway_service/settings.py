@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from ipaddress import IPv4Network, IPv6Network, ip_network
-
 from modelgate_shared.db import async_url
+from modelgate_shared.proxies import Network, parse_networks
 from modelgate_shared.settings import ServiceSettings, VerifierSettings
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -106,11 +105,7 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     @field_validator("trusted_proxies")
     @classmethod
     def _networks(cls, value: list[str]) -> list[str]:
-        for item in value:
-            try:
-                ip_network(item, strict=False)
-            except ValueError:
-                raise ValueError(f"{item!r} is not an IP address or network") from None
+        parse_networks(value)
         return value
 
     @model_validator(mode="after")
@@ -132,8 +127,8 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
             RouteConfig(prefix="/v2/", upstreams=[self.inference_url], name="inference"),
         ]
 
-    def trusted_networks(self) -> list[IPv4Network | IPv6Network]:
-        return [ip_network(item, strict=False) for item in self.trusted_proxies]
+    def trusted_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.trusted_proxies)
 
     def policy(self, name: str) -> RatePolicy:
         return parse_policy(getattr(self, name), name)
