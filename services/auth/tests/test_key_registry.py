@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from auth_service.key_registry import record_keys, sync_once
+from auth_service.key_registry import record_keys, record_ring
 from auth_service.keyring import KeyRing, create_key
 from auth_service.models import SigningKeyRecord
 from fastapi import FastAPI
@@ -67,12 +67,13 @@ async def test_rotation_and_removal_are_recorded(keys_dir: Path, sessions: async
     assert recorded[second.kid].retired_at is None
 
 
-async def test_sync_picks_up_a_new_key_file(keys_dir: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+async def test_a_rotated_ring_is_recorded(keys_dir: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
     ring = KeyRing(keys_dir, rescan_seconds=0)
     ring.load()
-    await sync_once(ring, sessions)
+    await record_ring(ring, sessions)
     create_key(keys_dir, "RS256")
-    signing_kid, published = await sync_once(ring, sessions)
+    assert ring.refresh()
+    signing_kid, published = await record_ring(ring, sessions)
     recorded = await rows(sessions)
     assert set(recorded) == published and len(published) == 2
     assert recorded[signing_kid].signing_since is not None

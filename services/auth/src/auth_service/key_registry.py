@@ -61,9 +61,8 @@ def _ring_state(ring: KeyRing) -> tuple[str, frozenset[str]]:
     return ring.signing.kid, frozenset(key.kid for key in ring.keys)
 
 
-async def sync_once(ring: KeyRing, sessions: async_sessionmaker[AsyncSession]) -> tuple[str, frozenset[str]]:
-    """Pick up a changed key folder and record the ring as it is now; returns what was recorded."""
-    ring.maybe_refresh()
+async def record_ring(ring: KeyRing, sessions: async_sessionmaker[AsyncSession]) -> tuple[str, frozenset[str]]:
+    """Record the ring as it is now; returns what was recorded."""
     state = _ring_state(ring)
     async with sessions() as session:
         await record_keys(session, ring.keys, state[0], datetime.now(UTC))
@@ -77,7 +76,7 @@ async def sync_forever(ring: KeyRing, sessions: async_sessionmaker[AsyncSession]
         ring.maybe_refresh()
         if _ring_state(ring) != recorded:
             try:
-                recorded = await sync_once(ring, sessions)
+                recorded = await record_ring(ring, sessions)
             except (OSError, SQLAlchemyError) as exc:
                 log.warning("could not record the signing keys in the database, will retry: %s", exc)
         await asyncio.sleep(interval)
