@@ -2,6 +2,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated
 
 import httpx
 import pytest
@@ -20,7 +21,7 @@ def client(jwks_file: Path) -> httpx.AsyncClient:
     app.add_middleware(RequestIdMiddleware)
 
     @app.get("/predict")
-    async def predict(claims: AccessClaims = Depends(require_scopes("predict"))) -> dict[str, str]:
+    async def predict(claims: Annotated[AccessClaims, Depends(require_scopes("predict"))]) -> dict[str, str]:
         return {"sub": claims.sub}
 
     return httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://test")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 from modelgate_shared.keys import PrivateKey, generate_private_key, public_jwk, public_key_pem, write_jwks
-from modelgate_shared.tokens import FileKeySource, InvalidToken, TokenVerifier
+from modelgate_shared.tokens import FileKeySource, InvalidToken, TokenVerifier, parse_claims
 
 from .conftest import AUDIENCE, ISSUER
 
@@ -156,3 +156,51 @@ async def test_failed_refresh_keeps_cached_keys(tmp_path: Path, sign: Callable[.
     with pytest.raises(InvalidToken, match="unknown signing key"):
         await v.verify(sign(key=generate_private_key("RS256")))
     assert (await v.verify(sign())).sub  # the cached key still works
+
+
+WRONG_TYPES: list[object] = [["RS256"], {"alg": "RS256"}, 256, None, True, 1.5]
+
+
+@pytest.mark.parametrize("field", ["alg", "kid", "crit"])
+@pytest.mark.parametrize("value", WRONG_TYPES, ids=repr)
+async def test_header_fields_of_the_wrong_type_are_invalid_tokens(
+    jwks_file: Path, sign: Callable[..., str], field: str, value: object
+) -> None:
+    # Signed for real, so only the header's field types are wrong.
+    with pytest.raises(InvalidToken):
+        await verifier(jwks_file).verify(sign(headers={field: value}))
+
+
+_NOT_A_STRING: list[object] = [v for v in WRONG_TYPES if v is not None]
+_NOT_A_NUMBER: list[object] = [["1"], {"t": 1}, True, "1700000000"]
+_WRONG_CLAIMS = [
+    *(
+        (field, value)
+        for field in ("iss", "aud", "sub", "scope", "jti", "preferred_username")
+        for value in _NOT_A_STRING
+    ),
+    *((f, v) for f in ("iat", "nbf", "exp") for v in _NOT_A_NUMBER),
+]
+
+
+@pytest.mark.parametrize(("field", "value"), _WRONG_CLAIMS, ids=repr)
+async def test_claims_of_the_wrong_type_are_invalid_tokens(
+    jwks_file: Path, sign: Callable[..., str], field: str, value: object
+) -> None:
+    with pytest.raises(InvalidToken, match="invalid claims"):
+        await verifier(jwks_file).verify(sign(**{field: value}))
+
+
+async def test_audience_list_containing_ours_is_accepted(jwks_file: Path, sign: Callable[..., str]) -> None:
+    assert (await verifier(jwks_file).verify(sign(aud=["other-api", AUDIENCE]))).sub
+
+
+@pytest.mark.parametrize("payload", [b"[1, 2]", b'"x"', b"{bad json", b"\xff\xfe", b'{"exp": NaN}'])
+def test_payloads_that_are_not_a_claims_object_are_malformed(payload: bytes) -> None:
+    with pytest.raises(InvalidToken, match="malformed"):
+        parse_claims(payload, issuer=ISSUER, audience=AUDIENCE, leeway=0, now=time.time())
+
+
+async def test_oversized_token_is_refused_before_parsing(jwks_file: Path, sign: Callable[..., str]) -> None:
+    with pytest.raises(InvalidToken, match="too large"):
+        await verifier(jwks_file).verify(sign(padding="x" * 10_000))

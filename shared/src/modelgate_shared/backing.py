@@ -74,7 +74,9 @@ def _embedded_postgres(data_dir: Path, *, delete_on_close: bool) -> Provided:
         raise BackingError("no database URL set and pgserver is not installed (pip install pgserver)") from None
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
-        server = pgserver.get_server(data_dir, cleanup_mode="delete" if delete_on_close else "stop")
+        server = pgserver.get_server(  # type: ignore[attr-defined]  # re-exported without __all__
+            data_dir, cleanup_mode="delete" if delete_on_close else "stop"
+        )
     except Exception as exc:
         logfile = data_dir / "log"
         detail = logfile.read_text()[-2000:] if logfile.exists() else ""

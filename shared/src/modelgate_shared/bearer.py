@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, status
 from fastapi.security import OAuth2PasswordBearer
 
 from .tokens import AccessClaims, InvalidToken, TokenVerifier
 
+# The token endpoint as clients see it: relative to the gateway root, where clients reach auth.
+TOKEN_PATH = "/auth/token"  # noqa: S105 - a path, not a secret
+
 # auto_error=False: a missing header must get the same RFC 6750 401 as a bad token.
-# tokenUrl is relative to the gateway root, where clients reach auth.
-oauth2_scheme = OAuth2PasswordBearer(tokenUrl="/auth/token", auto_error=False)
+oauth2_scheme = OAuth2PasswordBearer(tokenUrl=TOKEN_PATH, auto_error=False)
+BearerToken = Annotated[str | None, Depends(oauth2_scheme)]
 
 
 def _challenge(error: str | None, description: str, scopes: tuple[str, ...] = ()) -> str:
@@ -33,13 +37,14 @@ def unauthorized(description: str, *, error: str | None = "invalid_token") -> HT
 
 
 def get_verifier(request: Request) -> TokenVerifier:
-    return request.app.state.verifier
+    verifier: TokenVerifier = request.app.state.verifier
+    return verifier
 
 
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[AccessClaims]]:
     """Dependency: a verified token carrying every scope in ``scopes``."""
 
-    async def dependency(request: Request, token: str | None = Depends(oauth2_scheme)) -> AccessClaims:
+    async def dependency(request: Request, token: BearerToken) -> AccessClaims:
         if not token:
             # RFC 6750 3.1: no error code when the request had no credentials at all.
             raise unauthorized("missing bearer token", error=None)

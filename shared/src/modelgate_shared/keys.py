@@ -10,7 +10,7 @@ import base64
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,6 +23,17 @@ from jose.backends.base import Key
 # The only signature algorithms modelgate issues or accepts. Never "none", never HMAC:
 # with an HMAC algorithm a public key would double as a shared secret.
 SUPPORTED_ALGORITHMS: frozenset[str] = frozenset({"RS256", "ES256"})
+
+
+def allowed_algorithms(algorithms: Iterable[str]) -> frozenset[str]:
+    """``algorithms`` as an allow-list, or ``ValueError`` unless a non-empty subset of the supported ones."""
+    chosen = frozenset(algorithms)
+    if not chosen or not chosen <= SUPPORTED_ALGORITHMS:
+        raise ValueError(
+            f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}, got {sorted(chosen)}"
+        )
+    return chosen
+
 
 PublicKey = rsa.RSAPublicKey | ec.EllipticCurvePublicKey
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
@@ -71,15 +82,15 @@ def public_jwk(key: PublicKey) -> dict[str, str]:
     """The public JWK for ``key``, with ``kid`` (thumbprint), ``alg`` and ``use``."""
     alg = algorithm_for(key)
     if isinstance(key, rsa.RSAPublicKey):
-        numbers = key.public_numbers()
-        jwk = {"kty": "RSA", "n": _b64url_uint(numbers.n), "e": _b64url_uint(numbers.e)}
+        rsa_numbers = key.public_numbers()
+        jwk = {"kty": "RSA", "n": _b64url_uint(rsa_numbers.n), "e": _b64url_uint(rsa_numbers.e)}
     else:
-        numbers = key.public_numbers()
+        ec_numbers = key.public_numbers()
         jwk = {
             "kty": "EC",
             "crv": "P-256",
-            "x": _b64url_fixed(numbers.x, 32),
-            "y": _b64url_fixed(numbers.y, 32),
+            "x": _b64url_fixed(ec_numbers.x, 32),
+            "y": _b64url_fixed(ec_numbers.y, 32),
         }
     return {**jwk, "kid": thumbprint(jwk), "alg": alg, "use": "sig"}
 

@@ -15,6 +15,8 @@ def run(metadata: MetaData, default_version_table: str) -> None:
     config = context.config
     version_table = config.attributes.get("version_table", default_version_table)
     url = config.get_main_option("sqlalchemy.url")
+    if not url:
+        raise RuntimeError("alembic config has no sqlalchemy.url (run migrations through modelgate_shared.db.upgrade)")
 
     def do_run(connection: Connection) -> None:
         context.configure(connection=connection, target_metadata=metadata, version_table=version_table)

@@ -30,6 +30,8 @@ def accept_or_generate(candidate: str | None) -> str:
 
 
 def header_value(scope: Scope, name: bytes) -> str | None:
+    key: bytes
+    value: bytes
     for key, value in scope.get("headers", ()):
         if key == name:
             return value.decode("latin-1")

@@ -4,15 +4,33 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
-from pydantic import Field, ValidationError, model_validator
+from pydantic import AfterValidator, Field, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from .keys import SUPPORTED_ALGORITHMS
+from .db import async_url
+from .keys import SUPPORTED_ALGORITHMS, allowed_algorithms
+from .proxies import parse_networks
 from .tokens import TokenVerifier, key_source_from_settings
 
 S = TypeVar("S", bound=BaseSettings)
+
+
+def _database_url(value: str) -> str:
+    async_url(value)  # raises ValueError naming the problem
+    return value
+
+
+def _networks(value: tuple[str, ...]) -> tuple[str, ...]:
+    parse_networks(value)  # raises ValueError naming the first bad entry
+    return value
+
+
+# A PostgreSQL URL (postgres:// or postgresql://, any driver suffix); checked at load.
+DatabaseUrl = Annotated[str, AfterValidator(_database_url)]
+# Addresses or CIDR networks whose X-Forwarded-For is believed; a JSON list in the environment.
+TrustedProxies = Annotated[tuple[str, ...], AfterValidator(_networks)]
 
 
 class ServiceSettings(BaseSettings):
@@ -51,7 +69,7 @@ class VerifierSettings(BaseSettings):
     jwks_url: str | None = None
     issuer: str = "http://127.0.0.1:8000/auth"
     audience: str = "modelgate-api"
-    token_algorithms: frozenset[str] = frozenset({"RS256", "ES256"})
+    token_algorithms: frozenset[str] = SUPPORTED_ALGORITHMS
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
     # Minimum time between key refetches triggered by an unknown kid.
     key_refresh_interval_seconds: float = Field(default=5.0, ge=0.0)
@@ -60,9 +78,10 @@ class VerifierSettings(BaseSettings):
     def _one_key_source(self) -> VerifierSettings:
         if self.public_keys is None and not self.jwks_url:
             raise ValueError("set PUBLIC_KEYS (a PEM/JWKS file or folder) or JWKS_URL")
-        bad = set(self.token_algorithms) - SUPPORTED_ALGORITHMS
-        if bad or not self.token_algorithms:
-            raise ValueError(f"TOKEN_ALGORITHMS must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}")
+        try:
+            allowed_algorithms(self.token_algorithms)
+        except ValueError as exc:
+            raise ValueError(f"TOKEN_ALGORITHMS: {exc}") from None
         return self
 
     def build_verifier(self) -> TokenVerifier:

@@ -27,9 +27,8 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .backing import BackingError, Provided, provide_postgres, provide_redis
+from .training_data import DEFAULT_TRAINING_DATA, DEFAULT_TRAINING_DATA_SHA256
 
-DEFAULT_TRAINING_DATA = "https://raw.githubusercontent.com/jbrownlee/Datasets/master/pima-indians-diabetes.data.csv"
-DEFAULT_TRAINING_DATA_SHA256 = "6bfe5d0f379d17a0e0819b996407e3c09bf80febd4287f2ed212190dfff154af"
 SERVICES = ("auth", "inference", "gateway")
 
 

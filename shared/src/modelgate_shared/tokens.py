@@ -9,6 +9,7 @@ working while auth is down.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Mapping
@@ -17,10 +18,17 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
-from jose import jwt
-from jose.exceptions import ExpiredSignatureError, JWTClaimsError, JWTError
+from jose import jws
+from jose.exceptions import JWSError
 
-from .keys import SUPPORTED_ALGORITHMS, KeyMaterialError, VerificationKey, load_verification_keys, parse_jwks
+from .keys import (
+    SUPPORTED_ALGORITHMS,
+    KeyMaterialError,
+    VerificationKey,
+    allowed_algorithms,
+    load_verification_keys,
+    parse_jwks,
+)
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +74,6 @@ class _RefreshingSource:
     @property
     def ready(self) -> bool:
         return bool(self._keys)
-
-    @property
-    def kids(self) -> list[str]:
-        return sorted(self._keys)
 
     async def _fetch(self) -> dict[str, VerificationKey]:
         raise NotImplementedError
@@ -130,6 +134,90 @@ def key_source_from_settings(public_keys: Path | None, jwks_url: str | None, ref
     raise ValueError("set either a public key file/folder or a JWKS URL for token verification")
 
 
+# Far above any token auth issues (about 1 KB); bounds the work a garbage token can cause.
+MAX_TOKEN_LENGTH = 8192
+# The longest kid accepted: a thumbprint is 43 characters.
+MAX_KID_LENGTH = 128
+
+
+def _reject_constant(name: str) -> float:
+    # json.loads accepts NaN and Infinity by default; a time claim must be a real number.
+    raise ValueError(f"{name} is not a number")
+
+
+def _string(claims: Mapping[str, Any], name: str) -> str:
+    value = claims[name]
+    if not isinstance(value, str):
+        raise InvalidToken(f"invalid claims: {name} must be a string")
+    return value
+
+
+def _time(claims: Mapping[str, Any], name: str) -> float:
+    value = claims[name]
+    # bool is an int in Python, never a NumericDate.
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise InvalidToken(f"invalid claims: {name} must be a number")
+    return float(value)
+
+
+def check_header(header: Mapping[str, Any], algorithms: frozenset[str]) -> tuple[str, str]:
+    """The header's ``(alg, kid)``, each checked for type before use."""
+    alg = header.get("alg")
+    if not isinstance(alg, str) or alg not in algorithms:
+        shown = repr(alg) if isinstance(alg, str) and len(alg) <= 16 else "of this token"
+        raise InvalidToken(f"algorithm {shown} is not accepted")
+    kid = header.get("kid")
+    if not isinstance(kid, str) or not kid:
+        raise InvalidToken("token has no key id")
+    if len(kid) > MAX_KID_LENGTH:
+        raise InvalidToken("unknown signing key")
+    if "crit" in header:
+        # RFC 7515 4.1.11: extensions listed in crit must be understood, and modelgate uses none.
+        raise InvalidToken("token has critical header parameters this verifier does not support")
+    return alg, kid
+
+
+def parse_claims(payload: bytes, *, issuer: str, audience: str, leeway: float, now: float) -> AccessClaims:
+    """Claims from a verified payload: every field type-checked, then times, issuer and audience."""
+    try:
+        claims = json.loads(payload, parse_constant=_reject_constant)
+    except (ValueError, RecursionError):
+        raise InvalidToken("malformed token") from None
+    if not isinstance(claims, dict):
+        raise InvalidToken("malformed token")
+    missing = [c for c in REQUIRED_CLAIMS if c not in claims]
+    if missing:
+        raise InvalidToken(f"missing claims: {', '.join(missing)}")
+    iss, sub, scope, jti = (_string(claims, name) for name in ("iss", "sub", "scope", "jti"))
+    iat, nbf, exp = (_time(claims, name) for name in ("iat", "nbf", "exp"))
+    aud = claims["aud"]
+    audiences = [aud] if isinstance(aud, str) else aud
+    if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
+        raise InvalidToken("invalid claims: aud must be a string or a list of strings")
+    username = claims.get("preferred_username")
+    if username is not None and not isinstance(username, str):
+        raise InvalidToken("invalid claims: preferred_username must be a string")
+    if not sub:
+        raise InvalidToken("invalid claims: sub is empty")
+    if exp + leeway < now:
+        raise InvalidToken("token expired")
+    if nbf - leeway > now:
+        raise InvalidToken("invalid claims: token is not valid yet")
+    if iss != issuer:
+        raise InvalidToken("invalid claims: wrong issuer")
+    if audience not in audiences:
+        raise InvalidToken("invalid claims: wrong audience")
+    return AccessClaims(
+        sub=sub,
+        username=username,
+        scopes=frozenset(scope.split()),
+        jti=jti,
+        issued_at=int(iat),
+        expires_at=int(exp),
+        raw=claims,
+    )
+
+
 class TokenVerifier:
     """Checks signature (allow-listed algorithm, known kid), iss, aud, time claims and required claims."""
 
@@ -142,73 +230,29 @@ class TokenVerifier:
         algorithms: frozenset[str] = SUPPORTED_ALGORITHMS,
         leeway: int = 30,
     ) -> None:
-        bad = set(algorithms) - SUPPORTED_ALGORITHMS
-        if bad or not algorithms:
-            raise ValueError(
-                f"algorithms must be a non-empty subset of {sorted(SUPPORTED_ALGORITHMS)}, got {sorted(algorithms)}"
-            )
         self.keys = keys
         self.issuer = issuer
         self.audience = audience
-        self.algorithms = frozenset(algorithms)
+        self.algorithms = allowed_algorithms(algorithms)
         self.leeway = leeway
-        self._options = {
-            "leeway": leeway,
-            **{f"require_{c}": True for c in ("iat", "exp", "nbf", "iss", "aud", "sub", "jti")},
-        }
 
     async def verify(self, token: str) -> AccessClaims:
+        if len(token) > MAX_TOKEN_LENGTH:
+            raise InvalidToken("token is too large")
         try:
-            header = jwt.get_unverified_header(token)
-        except JWTError:
+            header = jws.get_unverified_header(token)
+        except JWSError:
             raise InvalidToken("malformed token") from None
-        alg = header.get("alg")
-        kid = header.get("kid")
-        if alg not in self.algorithms:
-            raise InvalidToken(f"algorithm {alg!r} is not accepted")
-        if not isinstance(kid, str) or not kid:
-            raise InvalidToken("token has no key id")
+        alg, kid = check_header(header, self.algorithms)
         key = await self.keys.get(kid)
         if key is None:
             raise InvalidToken("unknown signing key")
         if key.algorithm != alg:
             # The key decides the algorithm, never the token header.
             raise InvalidToken(f"algorithm {alg!r} does not match the signing key")
-        return self._decode(token, key)
-
-    def _decode(self, token: str, key: VerificationKey) -> AccessClaims:
         try:
-            claims = jwt.decode(
-                token,
-                key.key,
-                algorithms=[key.algorithm],
-                audience=self.audience,
-                issuer=self.issuer,
-                options=self._options,
-            )
-        except ExpiredSignatureError:
-            raise InvalidToken("token expired") from None
-        except JWTClaimsError as exc:
-            raise InvalidToken(f"invalid claims: {exc}") from None
-        except JWTError as exc:
-            # jose reports a bad signature and a missing required claim with the same type.
-            message = str(exc)
-            if "ignature" in message or "JWS" in message:
-                raise InvalidToken("invalid signature") from None
-            raise InvalidToken(f"invalid token: {message}") from None
-        missing = [c for c in REQUIRED_CLAIMS if c not in claims]
-        if missing:
-            raise InvalidToken(f"missing claims: {', '.join(missing)}")
-        scope = claims["scope"]
-        if not isinstance(scope, str) or not isinstance(claims["sub"], str):
-            raise InvalidToken("invalid claims: sub and scope must be strings")
-        username = claims.get("preferred_username")
-        return AccessClaims(
-            sub=claims["sub"],
-            username=username if isinstance(username, str) else None,
-            scopes=frozenset(scope.split()),
-            jti=str(claims["jti"]),
-            issued_at=int(claims["iat"]),
-            expires_at=int(claims["exp"]),
-            raw=claims,
-        )
+            payload = jws.verify(token, key.key, algorithms=[key.algorithm])
+        except JWSError:
+            # The token parsed above, so what fails now is the signature.
+            raise InvalidToken("invalid signature") from None
+        return parse_claims(payload, issuer=self.issuer, audience=self.audience, leeway=self.leeway, now=time.time())

@@ -4,16 +4,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from modelgate_shared.db import async_url
+from modelgate_shared.keys import SUPPORTED_ALGORITHMS
 from modelgate_shared.proxies import Network, parse_networks
-from modelgate_shared.settings import ServiceSettings
+from modelgate_shared.settings import DatabaseUrl, ServiceSettings, TrustedProxies
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from .passwords import password_problem
 from .schemas import normalise_username
-
-SIGNING_ALGORITHMS = ("RS256", "ES256")
 
 
 class KeySettings(ServiceSettings):
@@ -31,13 +29,13 @@ class KeySettings(ServiceSettings):
     @field_validator("key_algorithm")
     @classmethod
     def _known_algorithm(cls, value: str) -> str:
-        if value not in SIGNING_ALGORITHMS:
-            raise ValueError(f"must be one of {', '.join(SIGNING_ALGORITHMS)}")
+        if value not in SUPPORTED_ALGORITHMS:
+            raise ValueError(f"must be one of {', '.join(sorted(SUPPORTED_ALGORITHMS))}")
         return value
 
 
 class AuthSettings(KeySettings):
-    database_url: str
+    database_url: DatabaseUrl
     database_pool_size: int = Field(default=5, ge=1, le=100)
     issuer: str = "http://127.0.0.1:8000/auth"
     audience: str = "modelgate-api"
@@ -54,7 +52,7 @@ class AuthSettings(KeySettings):
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
     # Addresses or networks (CIDR) whose X-Forwarded-For is believed when recording a
     # login's client IP: the gateway. JSON list in the environment.
-    trusted_proxies: tuple[str, ...] = ("127.0.0.1/32", "::1/128")
+    trusted_proxies: TrustedProxies = ("127.0.0.1/32", "::1/128")
     # The first admin, created at start when no user has that name. Unprefixed on purpose:
     # these names are part of the launcher contract.
     admin_username: str | None = Field(
@@ -65,20 +63,8 @@ class AuthSettings(KeySettings):
     )
     admin_email: str | None = Field(default=None, validation_alias=AliasChoices("MODELGATE_ADMIN_EMAIL", "admin_email"))
 
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        parse_networks(value)
-        return value
-
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        async_url(value)  # raises ValueError with a clear message
-        return value
 
     @field_validator("admin_username")
     @classmethod

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from modelgate_shared.db import async_url
+from modelgate_shared.bearer import TOKEN_PATH
 from modelgate_shared.proxies import Network, parse_networks
-from modelgate_shared.settings import ServiceSettings, VerifierSettings
+from modelgate_shared.settings import DatabaseUrl, ServiceSettings, TrustedProxies, VerifierSettings
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
@@ -42,13 +42,7 @@ class MigrateSettings(ServiceSettings):
 
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
-    database_url: str
-
-    @field_validator("database_url")
-    @classmethod
-    def _postgres_url(cls, value: str) -> str:
-        async_url(value)  # raises ValueError naming the problem
-        return value
+    database_url: DatabaseUrl
 
 
 class GatewaySettings(MigrateSettings, VerifierSettings):
@@ -73,7 +67,7 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     upstream_cooldown_seconds: float = Field(default=1.0, ge=0)
     max_request_body_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
     # Peers whose X-Forwarded-For/-Proto are believed (addresses or CIDR networks).
-    trusted_proxies: list[str] = Field(default_factory=list)
+    trusted_proxies: TrustedProxies = ()
 
     rate_limit_enabled: bool = True
     # "LIMIT/PERIOD[:BURST]", period a number of seconds or second|minute|hour|day.
@@ -81,7 +75,7 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     rate_limit_login_ip: str = "60/minute:30"
     rate_limit_login_username: str = "10/minute:5"
     # The token endpoint as clients see it: POSTs here get the two login policies above.
-    login_path: str = "/auth/token"
+    login_path: str = TOKEN_PATH
     # JSON {"user:<sub>": "...", "scope:<scope>": "..."}: replaces the default policy for those identities.
     rate_limit_overrides: dict[str, str] = Field(default_factory=dict)
     # Redis unreachable: let requests through (true) or answer 503 (false).
@@ -100,12 +94,6 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     def _redis_scheme(cls, value: str) -> str:
         if not value.startswith(("redis://", "rediss://", "unix://")):
             raise ValueError("must be a redis://, rediss:// or unix:// URL")
-        return value
-
-    @field_validator("trusted_proxies")
-    @classmethod
-    def _networks(cls, value: list[str]) -> list[str]:
-        parse_networks(value)
         return value
 
     @model_validator(mode="after")
