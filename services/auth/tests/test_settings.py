@@ -4,7 +4,7 @@ import ipaddress
 from pathlib import Path
 
 import pytest
-from auth_service.deps import client_ip
+from auth_service.login_history import client_ip
 from auth_service.settings import AuthSettings
 from pydantic import ValidationError
 from starlette.requests import Request

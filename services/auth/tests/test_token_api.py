@@ -11,10 +11,11 @@ from auth_service.housekeeping import prune
 from auth_service.models import Login, RefreshToken
 from auth_service.passwords import PasswordHasher
 from fastapi import FastAPI
+from jose import jwt
 from modelgate_shared.tokens import InvalidToken, TokenVerifier
 from sqlalchemy import select, update
 
-from .conftest import PASSWORD, login, sign_up, tokens_for
+from .conftest import AUDIENCE, ISSUER, PASSWORD, login, sign_up, tokens_for
 
 
 async def test_password_grant_issues_token_the_shared_verifier_accepts(
@@ -35,6 +36,38 @@ async def test_password_grant_issues_token_the_shared_verifier_accepts(
     assert claims.scopes == {"predict", "models:read"}
     assert claims.expires_at - claims.issued_at == 900
     assert claims.raw["nbf"] == claims.issued_at
+
+
+async def test_token_response_shape(client: httpx.AsyncClient) -> None:
+    user = await sign_up(client)
+    response = await login(client)
+    assert response.status_code == 200, response.text
+    body = response.json()
+    # RFC 6749 5.1, and nothing else.
+    assert set(body) == {"access_token", "token_type", "expires_in", "refresh_token", "scope"}
+    assert body["token_type"] == "bearer"
+    assert body["expires_in"] == 900
+    assert body["scope"] == "predict models:read"
+    # Opaque, not a JWT: /revoke tells the two apart by the dots.
+    assert isinstance(body["refresh_token"], str) and "." not in body["refresh_token"]
+
+    header = jwt.get_unverified_header(body["access_token"])
+    published = {k["kid"] for k in (await client.get("/.well-known/jwks.json")).json()["keys"]}
+    assert set(header) == {"alg", "typ", "kid"}
+    assert header["alg"] == "RS256"
+    assert header["typ"] == "JWT"
+    assert header["kid"] in published
+
+    claims = jwt.get_unverified_claims(body["access_token"])
+    assert set(claims) == {"iss", "aud", "sub", "preferred_username", "scope", "iat", "nbf", "exp", "jti"}
+    assert claims["iss"] == ISSUER
+    assert claims["aud"] == AUDIENCE
+    assert claims["sub"] == user["id"]
+    assert claims["preferred_username"] == "alice"
+    assert claims["scope"] == body["scope"]
+    assert claims["nbf"] == claims["iat"]
+    assert claims["exp"] - claims["iat"] == body["expires_in"]
+    assert isinstance(claims["jti"], str) and claims["jti"]
 
 
 async def test_username_is_case_insensitive_at_login(client: httpx.AsyncClient) -> None:

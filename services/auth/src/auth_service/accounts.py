@@ -1,4 +1,4 @@
-"""User records: creation, lookup, and revoking a user's refresh tokens."""
+"""User records: creation, lookup, listing, password changes, and revoking a user's refresh tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from sqlalchemy import func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from .models import Login, RefreshToken, User
+from .models import RefreshToken, User
 from .passwords import PasswordHasher
 
 
@@ -88,19 +88,16 @@ async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID, reason: 
     )
 
 
+async def apply_password_change(
+    session: AsyncSession, hasher: PasswordHasher, user: User, new_password: str, now: datetime
+) -> None:
+    user.password_hash = await hasher.hash(new_password)
+    user.password_changed_at = now
+    # A changed password ends every session: stolen refresh tokens die with the old password.
+    await revoke_user_tokens(session, user.id, "password_changed", now)
+
+
 async def page_of_users(session: AsyncSession, limit: int, offset: int) -> tuple[list[User], int]:
     total = await session.scalar(select(func.count()).select_from(User)) or 0
     users = await session.scalars(select(User).order_by(User.created_at, User.id).limit(limit).offset(offset))
     return list(users), total
-
-
-async def page_of_logins(session: AsyncSession, user_id: uuid.UUID, limit: int, offset: int) -> tuple[list[Login], int]:
-    total = await session.scalar(select(func.count()).select_from(Login).where(Login.user_id == user_id)) or 0
-    rows = await session.scalars(
-        select(Login)
-        .where(Login.user_id == user_id)
-        .order_by(Login.at.desc(), Login.id.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(rows), total

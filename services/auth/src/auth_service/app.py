@@ -1,69 +1,32 @@
-"""FastAPI application factory for the auth service."""
+"""FastAPI application factory for the auth service, and the lifespan that owns its ``AuthState``."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
-from modelgate_shared.db import make_engine, ping
-from modelgate_shared.health import health_router
+from modelgate_shared.health import Check, health_router
 from modelgate_shared.keys import KeyMaterialError
 from modelgate_shared.request_context import RequestIdMiddleware, configure_logging
 from modelgate_shared.settings import load_settings
-from modelgate_shared.tokens import TokenVerifier
-from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from .bootstrap import ensure_admin
-from .deps import AuthState
-from .grants import TokenPolicy
 from .key_registry import sync_forever
-from .keyring import KeyRing, KeyRingSource, publish
 from .oauth_errors import OAuthError, hashing_busy_handler, oauth_error_handler
-from .passwords import HashingBusy, PasswordHasher
+from .passwords import HashingBusy
 from .routes import admin, token, users, wellknown
-from .settings import SIGNING_ALGORITHMS, AuthSettings
+from .settings import AuthSettings
+from .state import AuthState, build_state
 
 log = logging.getLogger(__name__)
 
 # How soon a key file dropped into KEYS_DIR (a rotation) is picked up and recorded in Postgres.
 KEY_SYNC_INTERVAL_SECONDS = 2.0
-
-
-def build_state(settings: AuthSettings) -> AuthState:
-    ring = KeyRing(settings.keys_dir, settings.signing_kid, jwks_file=settings.public_jwks_file)
-    ring.load()
-    # Verifiers read this file: publish at every start, so it always matches the folder.
-    publish(ring, settings.public_jwks_file)
-    engine = make_engine(settings.database_url, pool_size=settings.database_pool_size)
-    verifier = TokenVerifier(
-        KeyRingSource(ring),
-        issuer=settings.issuer,
-        audience=settings.audience,
-        algorithms=frozenset(SIGNING_ALGORITHMS),
-        leeway=settings.token_leeway_seconds,
-    )
-    return AuthState(
-        settings=settings,
-        engine=engine,
-        sessions=async_sessionmaker(engine, expire_on_commit=False),
-        ring=ring,
-        hasher=PasswordHasher(
-            settings.bcrypt_rounds, nice=settings.bcrypt_nice, max_pending=settings.bcrypt_max_pending
-        ),
-        verifier=verifier,
-        policy=TokenPolicy(
-            issuer=settings.issuer,
-            audience=settings.audience,
-            access_ttl_seconds=settings.access_token_ttl_seconds,
-            refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
-        ),
-        trusted_proxies=settings.trusted_proxy_networks(),
-    )
 
 
 def create_app(settings: AuthSettings | None = None) -> FastAPI:
@@ -103,19 +66,15 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
 
-    def checks() -> Mapping[str, Callable[[], Awaitable[object]]]:
+    def readiness_checks() -> Mapping[str, Check]:
+        # Asked per /readyz request, by which time the lifespan has built the state.
         state: AuthState = app.state.auth
-
-        async def signing_key() -> None:
-            if not state.current_ring().ready:
-                raise KeyMaterialError("no signing key loaded")
-
-        return {"database": lambda: ping(state.engine), "signing_key": signing_key}
+        return state.readiness_checks()
 
     app.add_middleware(RequestIdMiddleware)
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.add_exception_handler(HashingBusy, hashing_busy_handler)
-    app.include_router(health_router(checks))
+    app.include_router(health_router(readiness_checks))
     app.include_router(token.router)
     app.include_router(wellknown.router)
     app.include_router(users.router)

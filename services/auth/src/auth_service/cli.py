@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from modelgate_shared.db import make_engine, upgrade
-from modelgate_shared.keys import KeyMaterialError
+from modelgate_shared.keys import SUPPORTED_ALGORITHMS, KeyMaterialError
 from modelgate_shared.settings import load_settings
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
@@ -21,7 +21,7 @@ from .issuing import ADMIN_SCOPES, DEFAULT_SCOPES
 from .keyring import KeyRing, create_key, key_files, publish
 from .passwords import PasswordHasher, password_problem
 from .schemas import Email, normalise_username
-from .settings import SIGNING_ALGORITHMS, AuthSettings, KeySettings
+from .settings import AuthSettings, KeySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_auth"
@@ -160,10 +160,12 @@ def parser() -> argparse.ArgumentParser:
     keys = commands.add_parser("keys", help="manage signing keys").add_subparsers(dest="keys_command", required=True)
     generate = keys.add_parser("generate", help="write a new signing key")
     generate.add_argument("--if-missing", action="store_true", help="do nothing when a key already exists")
-    generate.add_argument("--algorithm", choices=SIGNING_ALGORITHMS, help="default: MODELGATE_AUTH_KEY_ALGORITHM")
+    generate.add_argument(
+        "--algorithm", choices=sorted(SUPPORTED_ALGORITHMS), help="default: MODELGATE_AUTH_KEY_ALGORITHM"
+    )
     generate.set_defaults(func=cmd_keys_generate)
     rotate = keys.add_parser("rotate", help="add a new signing key; older keys stay published")
-    rotate.add_argument("--algorithm", choices=SIGNING_ALGORITHMS)
+    rotate.add_argument("--algorithm", choices=sorted(SUPPORTED_ALGORITHMS))
     rotate.set_defaults(func=cmd_keys_rotate)
     keys.add_parser("list", help="list keys (kid, algorithm, role)").set_defaults(func=cmd_keys_list)
 

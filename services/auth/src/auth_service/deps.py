@@ -1,80 +1,81 @@
-"""FastAPI dependencies: settings, DB session, keys, hasher, and the current user."""
+"""FastAPI dependencies, each behind an ``Annotated`` alias: a route asks for ``session: DbSession``.
+
+The functions are ``async def`` even where nothing is awaited: a plain ``def`` dependency
+costs a worker-thread round trip per request. ``get_ring`` is the exception (see there).
+"""
 
 from __future__ import annotations
 
-import ipaddress
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from modelgate_shared.bearer import require_scopes, unauthorized
-from modelgate_shared.proxies import Network, forwarded_client, split_forwarded_for
-from modelgate_shared.tokens import AccessClaims, TokenVerifier
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from modelgate_shared.tokens import AccessClaims
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from .grants import TokenPolicy
 from .keyring import KeyRing
 from .models import User
 from .passwords import PasswordHasher
-from .settings import AuthSettings
-
-
-@dataclass
-class AuthState:
-    """Everything built once at start; lives on ``app.state.auth``."""
-
-    settings: AuthSettings
-    engine: AsyncEngine
-    sessions: async_sessionmaker[AsyncSession]
-    ring: KeyRing
-    hasher: PasswordHasher
-    verifier: TokenVerifier
-    policy: TokenPolicy
-    trusted_proxies: tuple[Network, ...] = ()
-
-    def current_ring(self) -> KeyRing:
-        # Picks up `keys rotate` without a restart.
-        self.ring.maybe_refresh()
-        return self.ring
+from .state import AuthState
 
 
 async def get_state(request: Request) -> AuthState:
     # async: a plain def dependency costs a worker-thread round trip per request.
-    return request.app.state.auth
+    state: AuthState = request.app.state.auth
+    return state
 
 
-def get_ring(state: AuthState = Depends(get_state)) -> KeyRing:
+State = Annotated[AuthState, Depends(get_state)]
+
+
+def get_ring(state: State) -> KeyRing:
+    # Plain def, so it runs on a worker thread: the rescan behind current_ring() stats the key
+    # folder and, after a rotation, parses the new keys and rewrites the JWKS file.
     return state.current_ring()
 
 
-async def get_session(state: AuthState = Depends(get_state)) -> AsyncIterator[AsyncSession]:
+Ring = Annotated[KeyRing, Depends(get_ring)]
+
+
+async def get_session(state: State) -> AsyncIterator[AsyncSession]:
     async with state.sessions() as session:
         yield session
 
 
-def _parse_ip(value: str | None) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
-    try:
-        return ipaddress.ip_address(value) if value else None
-    except ValueError:
-        return None
+DbSession = Annotated[AsyncSession, Depends(get_session)]
 
 
-def client_ip(request: Request, trusted_proxies: tuple[Network, ...]) -> str | None:
-    """The client's address (``modelgate_shared.proxies.forwarded_client``); None when the
-    forwarded hop is not an address, so the login history never records a guess."""
-    peer = request.client.host if request.client else None
-    if peer is None:
-        return None
-    chain = split_forwarded_for(request.headers.getlist("x-forwarded-for"))
-    ip = _parse_ip(forwarded_client(peer, chain, trusted_proxies))
-    return str(ip) if ip is not None else None
+async def get_hasher(state: State) -> PasswordHasher:
+    return state.hasher
 
 
-async def current_user(
-    claims: AccessClaims = Depends(require_scopes()),
-    session: AsyncSession = Depends(get_session),
-) -> User:
+Hasher = Annotated[PasswordHasher, Depends(get_hasher)]
+
+
+@dataclass(frozen=True, slots=True)
+class PageRequest:
+    limit: int
+    offset: int
+
+
+async def get_page_request(
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+) -> PageRequest:
+    return PageRequest(limit, offset)
+
+
+# The ``limit`` and ``offset`` query parameters of every list endpoint.
+Paging = Annotated[PageRequest, Depends(get_page_request)]
+
+# Any valid token, and one that carries the admin scope.
+Claims = Annotated[AccessClaims, Depends(require_scopes())]
+AdminClaims = Annotated[AccessClaims, Depends(require_scopes("admin"))]
+
+
+async def get_current_user(claims: Claims, session: DbSession) -> User:
     try:
         user_id = uuid.UUID(claims.sub)
     except ValueError:
@@ -90,11 +91,14 @@ async def current_user(
     return user
 
 
-async def current_admin(
-    claims: AccessClaims = Depends(require_scopes("admin")),
-    user: User = Depends(current_user),
-) -> User:
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+
+async def get_current_admin(claims: AdminClaims, user: CurrentUser) -> User:
     # The token's scope is not enough: the admin right may have been withdrawn since it was issued.
     if "admin" not in user.scopes:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="user no longer has the admin scope")
     return user
+
+
+CurrentAdmin = Annotated[User, Depends(get_current_admin)]

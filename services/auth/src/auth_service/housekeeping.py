@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime, timedelta
+from typing import Any, cast
 
-from sqlalchemy import delete
+from sqlalchemy import CursorResult, delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import Login, RefreshToken
@@ -14,7 +15,8 @@ async def prune(session: AsyncSession, now: datetime, login_retention: timedelta
     """(refresh tokens deleted, logins deleted). Commits."""
     # An expired token is refused whatever its state, so its row only costs space
     # (replaced_by links to it are set to NULL by the foreign key).
-    tokens = await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now))
-    logins = await session.execute(delete(Login).where(Login.at < now - login_retention))
+    # Session.execute is typed as returning a plain Result; a DELETE's is a CursorResult, which has the rowcount.
+    tokens = cast(CursorResult[Any], await session.execute(delete(RefreshToken).where(RefreshToken.expires_at < now)))
+    logins = cast(CursorResult[Any], await session.execute(delete(Login).where(Login.at < now - login_retention)))
     await session.commit()
     return tokens.rowcount or 0, logins.rowcount or 0

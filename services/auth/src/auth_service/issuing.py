@@ -8,6 +8,7 @@ import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
+from typing import cast
 
 from jose import jwt
 
@@ -17,7 +18,7 @@ SCOPES: tuple[str, ...] = ("predict", "models:read", "admin")
 DEFAULT_SCOPES: tuple[str, ...] = ("predict", "models:read")
 ADMIN_SCOPES: tuple[str, ...] = SCOPES
 
-# 32 random bytes = 256 bits, the floor DESIGN.md sets for refresh tokens.
+# 32 random bytes = 256 bits: past any online or offline guessing of a refresh token.
 REFRESH_TOKEN_BYTES = 32
 
 
@@ -54,7 +55,8 @@ def issue_access_token(key: SigningKey, request: AccessTokenRequest, now: dateti
         "exp": issued + request.ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
-    return jwt.encode(claims, key.signer, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"})
+    # python-jose ships no type information; encode returns the compact JWS string.
+    return cast(str, jwt.encode(claims, key.signer, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"}))
 
 
 def new_refresh_token() -> str:

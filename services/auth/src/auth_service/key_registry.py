@@ -11,8 +11,9 @@ import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import cast
 
-from sqlalchemy import func, update
+from sqlalchemy import Table, func, update
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,7 +27,8 @@ log = logging.getLogger(__name__)
 async def record_keys(session: AsyncSession, keys: Sequence[SigningKey], signing_kid: str, now: datetime) -> None:
     """Upsert the published keys, stamp when the signing one started signing, retire the kids
     no longer published. Commits."""
-    table = SigningKeyRecord.__table__
+    # Declarative types __table__ as any FromClause; a class mapped by __tablename__ gets a Table.
+    table = cast(Table, SigningKeyRecord.__table__)
     for key in keys:
         signs = key.kid == signing_kid
         statement = insert(table).values(

@@ -17,7 +17,7 @@ import time
 import unicodedata
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from typing import TypeVar, cast
 
 from passlib.context import CryptContext
 
@@ -112,7 +112,8 @@ class PasswordHasher:
         self._executor.shutdown(wait=False, cancel_futures=True)
 
     def hash_sync(self, password: str) -> str:
-        return self.context.hash(_normalise(password))
+        # passlib ships no type information: hash returns the encoded hash string.
+        return cast(str, self.context.hash(_normalise(password)))
 
     def verify_sync(self, password: str, hashed: str | None) -> tuple[bool, str | None]:
         """(valid, new hash when the stored one should be replaced)."""
@@ -120,7 +121,7 @@ class PasswordHasher:
             self.context.verify(_normalise(password), self._dummy_hash)
             return False, None
         try:
-            return self.context.verify_and_update(_normalise(password), hashed)
+            return cast(tuple[bool, str | None], self.context.verify_and_update(_normalise(password), hashed))
         except ValueError:
             # A malformed stored hash is a failed login, never a 500.
             return False, None

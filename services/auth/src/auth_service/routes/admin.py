@@ -8,13 +8,13 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..accounts import page_of_logins, page_of_users, revoke_user_tokens
-from ..deps import current_admin, get_session
+from ..accounts import page_of_users, revoke_user_tokens
+from ..deps import CurrentAdmin, DbSession, Paging, get_current_admin
+from ..login_history import page_of_logins
 from ..models import User
 from ..schemas import AdminUserUpdate, LoginOut, Page, UserOut
-from .users import PageLimit, PageOffset
 
-router = APIRouter(prefix="/users", tags=["admin"], dependencies=[Depends(current_admin)])
+router = APIRouter(prefix="/users", tags=["admin"], dependencies=[Depends(get_current_admin)])
 
 
 async def _user_or_404(session: AsyncSession, user_id: uuid.UUID) -> User:
@@ -25,25 +25,20 @@ async def _user_or_404(session: AsyncSession, user_id: uuid.UUID) -> User:
 
 
 @router.get("", response_model=Page[UserOut], summary="List users (admin)")
-async def list_users(
-    limit: int = PageLimit, offset: int = PageOffset, session: AsyncSession = Depends(get_session)
-) -> Page[UserOut]:
-    users, total = await page_of_users(session, limit, offset)
-    return Page[UserOut](items=[UserOut.model_validate(u) for u in users], total=total, limit=limit, offset=offset)
+async def list_users(page: Paging, session: DbSession) -> Page[UserOut]:
+    users, total = await page_of_users(session, page.limit, page.offset)
+    return Page[UserOut](
+        items=[UserOut.model_validate(u) for u in users], total=total, limit=page.limit, offset=page.offset
+    )
 
 
 @router.get("/{user_id}", response_model=UserOut, summary="Read a user (admin)")
-async def read_user(user_id: uuid.UUID, session: AsyncSession = Depends(get_session)) -> User:
+async def read_user(user_id: uuid.UUID, session: DbSession) -> User:
     return await _user_or_404(session, user_id)
 
 
 @router.patch("/{user_id}", response_model=UserOut, summary="Disable/enable a user or change their scopes (admin)")
-async def update_user(
-    user_id: uuid.UUID,
-    body: AdminUserUpdate,
-    admin: User = Depends(current_admin),
-    session: AsyncSession = Depends(get_session),
-) -> User:
+async def update_user(user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: DbSession) -> User:
     user = await _user_or_404(session, user_id)
     if user.id == admin.id and (body.disabled or (body.scopes is not None and "admin" not in body.scopes)):
         # Guard against the last admin locking everyone out by accident.
@@ -62,9 +57,7 @@ async def update_user(
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a user and their data (admin)")
-async def delete_user(
-    user_id: uuid.UUID, admin: User = Depends(current_admin), session: AsyncSession = Depends(get_session)
-) -> Response:
+async def delete_user(user_id: uuid.UUID, admin: CurrentAdmin, session: DbSession) -> Response:
     if user_id == admin.id:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="use DELETE /users/me to delete your own account")
     await session.delete(await _user_or_404(session, user_id))
@@ -73,12 +66,9 @@ async def delete_user(
 
 
 @router.get("/{user_id}/logins", response_model=Page[LoginOut], summary="A user's login history (admin)")
-async def user_logins(
-    user_id: uuid.UUID,
-    limit: int = PageLimit,
-    offset: int = PageOffset,
-    session: AsyncSession = Depends(get_session),
-) -> Page[LoginOut]:
+async def user_logins(user_id: uuid.UUID, page: Paging, session: DbSession) -> Page[LoginOut]:
     await _user_or_404(session, user_id)
-    rows, total = await page_of_logins(session, user_id, limit, offset)
-    return Page[LoginOut](items=[LoginOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+    rows, total = await page_of_logins(session, user_id, page.limit, page.offset)
+    return Page[LoginOut](
+        items=[LoginOut.model_validate(r) for r in rows], total=total, limit=page.limit, offset=page.offset
+    )

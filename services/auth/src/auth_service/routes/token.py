@@ -6,14 +6,12 @@ import logging
 from datetime import UTC, datetime
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Form, Request, Response
+from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..deps import AuthState, client_ip, get_ring, get_session, get_state
+from ..deps import DbSession, Ring, State
 from ..grants import Grant, password_grant, refresh_grant, revoke_refresh_token
-from ..keyring import KeyRing
-from ..models import Login
+from ..login_history import login_attempt
 from ..oauth_errors import NO_STORE, OAuthError
 from ..schemas import TokenResponse
 
@@ -21,16 +19,6 @@ log = logging.getLogger(__name__)
 router = APIRouter(tags=["oauth2"])
 
 OptionalForm = Annotated[str | None, Form()]
-
-
-def _login_row(request: Request, state: AuthState, grant_type: str | None, username: str | None) -> Login:
-    user_agent = request.headers.get("user-agent")
-    return Login(
-        username=username[:64] if username else None,
-        client_ip=client_ip(request, state.trusted_proxies),
-        user_agent=user_agent[:512] if user_agent else None,
-        grant_type=grant_type,
-    )
 
 
 def _require(value: str | None, name: str) -> str:
@@ -47,18 +35,18 @@ def _require(value: str | None, name: str) -> str:
 )
 async def token(
     request: Request,
+    state: State,
+    ring: Ring,
+    session: DbSession,
     grant_type: OptionalForm = None,
     username: OptionalForm = None,
     password: OptionalForm = None,
     refresh_token: OptionalForm = None,
     scope: OptionalForm = None,
-    state: AuthState = Depends(get_state),
-    ring: KeyRing = Depends(get_ring),
-    session: AsyncSession = Depends(get_session),
 ) -> JSONResponse:
     # Every field is optional at the framework level so that a missing one gets an RFC 6749
     # invalid_request body instead of FastAPI's 422.
-    login = _login_row(request, state, (grant_type or "")[:32] or None, username)
+    login = login_attempt(request, state.trusted_proxies, (grant_type or "")[:32] or None, username)
     now = datetime.now(UTC)
     grant: Grant | None = None
     failure: OAuthError | None = None
@@ -109,11 +97,7 @@ async def token(
 
 
 @router.post("/revoke", status_code=200, summary="RFC 7009 token revocation (refresh tokens)")
-async def revoke(
-    token: OptionalForm = None,
-    token_type_hint: OptionalForm = None,
-    session: AsyncSession = Depends(get_session),
-) -> Response:
+async def revoke(session: DbSession, token: OptionalForm = None, token_type_hint: OptionalForm = None) -> Response:
     token = _require(token, "token")
     # Access tokens are self-contained JWTs that expire within minutes; RFC 7009 2.2 lets
     # us answer 200 for them (and for unknown tokens) without doing anything.

@@ -4,27 +4,23 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Query, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..accounts import (
     UserConflict,
+    apply_password_change,
     conflict_from_integrity_error,
     create_user,
     find_conflict,
-    page_of_logins,
-    revoke_user_tokens,
 )
-from ..deps import AuthState, current_user, get_session, get_state
+from ..deps import CurrentUser, DbSession, Hasher, Paging
 from ..issuing import DEFAULT_SCOPES
+from ..login_history import page_of_logins
 from ..models import User
 from ..schemas import LoginOut, MeUpdate, Page, SignUp, UserOut
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-PageLimit = Query(50, ge=1, le=200)
-PageOffset = Query(0, ge=0)
 
 
 def conflict(exc: UserConflict) -> HTTPException:
@@ -32,13 +28,11 @@ def conflict(exc: UserConflict) -> HTTPException:
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Sign up")
-async def sign_up(
-    body: SignUp, state: AuthState = Depends(get_state), session: AsyncSession = Depends(get_session)
-) -> User:
+async def sign_up(body: SignUp, hasher: Hasher, session: DbSession) -> User:
     try:
         return await create_user(
             session,
-            state.hasher,
+            hasher,
             username=body.username,
             email=body.email,
             password=body.password,
@@ -50,36 +44,22 @@ async def sign_up(
 
 
 @router.get("/me", response_model=UserOut, summary="The signed-in user")
-async def read_me(user: User = Depends(current_user)) -> User:
+async def read_me(user: CurrentUser) -> User:
     return user
 
 
-async def apply_password_change(
-    session: AsyncSession, state: AuthState, user: User, new_password: str, now: datetime
-) -> None:
-    user.password_hash = await state.hasher.hash(new_password)
-    user.password_changed_at = now
-    # A changed password ends every session: stolen refresh tokens die with the old password.
-    await revoke_user_tokens(session, user.id, "password_changed", now)
-
-
 @router.patch("/me", response_model=UserOut, summary="Change email, full name or password")
-async def update_me(
-    body: MeUpdate,
-    user: User = Depends(current_user),
-    state: AuthState = Depends(get_state),
-    session: AsyncSession = Depends(get_session),
-) -> User:
+async def update_me(body: MeUpdate, user: CurrentUser, hasher: Hasher, session: DbSession) -> User:
     now = datetime.now(UTC)
     if body.password is not None:
         if not body.current_password:
             raise HTTPException(
                 status.HTTP_422_UNPROCESSABLE_CONTENT, detail="current_password is required to change the password"
             )
-        valid, _ = await state.hasher.verify(body.current_password, user.password_hash)
+        valid, _ = await hasher.verify(body.current_password, user.password_hash)
         if not valid:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="current_password is incorrect")
-        await apply_password_change(session, state, user, body.password, now)
+        await apply_password_change(session, hasher, user, body.password, now)
     if body.email is not None and body.email != user.email:
         if await find_conflict(session, None, body.email, exclude=user.id):
             raise conflict(UserConflict("email"))
@@ -96,7 +76,7 @@ async def update_me(
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, summary="Delete the account and all its data")
-async def delete_me(user: User = Depends(current_user), session: AsyncSession = Depends(get_session)) -> Response:
+async def delete_me(user: CurrentUser, session: DbSession) -> Response:
     # Refresh tokens and login history go with the user (ON DELETE CASCADE).
     await session.delete(user)
     await session.commit()
@@ -104,11 +84,8 @@ async def delete_me(user: User = Depends(current_user), session: AsyncSession = 
 
 
 @router.get("/me/logins", response_model=Page[LoginOut], summary="The signed-in user's login history, newest first")
-async def my_logins(
-    limit: int = PageLimit,
-    offset: int = PageOffset,
-    user: User = Depends(current_user),
-    session: AsyncSession = Depends(get_session),
-) -> Page[LoginOut]:
-    rows, total = await page_of_logins(session, user.id, limit, offset)
-    return Page[LoginOut](items=[LoginOut.model_validate(r) for r in rows], total=total, limit=limit, offset=offset)
+async def my_logins(page: Paging, user: CurrentUser, session: DbSession) -> Page[LoginOut]:
+    rows, total = await page_of_logins(session, user.id, page.limit, page.offset)
+    return Page[LoginOut](
+        items=[LoginOut.model_validate(r) for r in rows], total=total, limit=page.limit, offset=page.offset
+    )

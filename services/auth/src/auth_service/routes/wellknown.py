@@ -4,12 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
-from ..deps import AuthState, get_ring, get_state
+from ..deps import Ring, State
 from ..issuing import SCOPES
-from ..keyring import KeyRing
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
 
@@ -18,7 +17,7 @@ JWKS_CACHE = {"Cache-Control": "public, max-age=60"}
 
 
 @router.get("/jwks.json", summary="Public keys of every signing key (kid = RFC 7638 thumbprint)")
-async def jwks(ring: KeyRing = Depends(get_ring)) -> JSONResponse:
+async def jwks(ring: Ring) -> JSONResponse:
     return JSONResponse(ring.jwks(), headers=JWKS_CACHE)
 
 
@@ -44,8 +43,6 @@ def discovery_document(issuer: str, algorithms: list[str]) -> dict[str, Any]:
 
 @router.get("/openid-configuration", summary="Discovery metadata (OpenID Connect / RFC 8414 fields)")
 @router.get("/oauth-authorization-server", include_in_schema=False)
-async def openid_configuration(
-    state: AuthState = Depends(get_state), ring: KeyRing = Depends(get_ring)
-) -> dict[str, Any]:
+async def openid_configuration(state: State, ring: Ring) -> dict[str, Any]:
     algorithms = sorted({k.algorithm for k in ring.keys})
     return discovery_document(state.settings.issuer, algorithms)
