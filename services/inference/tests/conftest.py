@@ -8,11 +8,8 @@ import functools
 import http.server
 import os
 import threading
-import time
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,23 +19,13 @@ import pytest
 from inference_service.app import create_app
 from inference_service.settings import InferenceSettings
 from inference_service.train import train
-from jose import jwt
-from modelgate_shared.keys import generate_private_key, private_key_pem, public_jwk, write_jwks
+from modelgate_shared.testing import TokenSigner
 
 ISSUER = "http://issuer.test/auth"
 AUDIENCE = "modelgate-api"
 FEATURES = ("preg", "plas", "pres", "skin", "test", "mass", "pedi", "age")
 PIMA_ROW = {"preg": 6, "plas": 148, "pres": 72, "skin": 35, "test": 0, "mass": 33.6, "pedi": 0.627, "age": 50}
 HEALTHY_ROW = {"preg": 1, "plas": 85, "pres": 66, "skin": 29, "test": 0, "mass": 26.6, "pedi": 0.351, "age": 31}
-LOCAL_PIMA = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "pima-indians-diabetes.csv"
-
-
-def pima_csv() -> Path | None:
-    """The real Pima CSV: MODELGATE_TRAINING_DATA (as CI sets it), else the shared data folder."""
-    configured = os.environ.get("MODELGATE_TRAINING_DATA")
-    if configured and Path(configured).is_file():
-        return Path(configured)
-    return LOCAL_PIMA if LOCAL_PIMA.is_file() else None
 
 
 def write_synthetic_csv(path: Path, rows: int = 400, seed: int = 3) -> Path:
@@ -69,50 +56,19 @@ def write_synthetic_csv(path: Path, rows: int = 400, seed: int = 3) -> Path:
     return path
 
 
-@dataclass
-class Signer:
-    """Signs tokens with the test key; claims can be overridden or removed (value None)."""
-
-    private_pem: bytes
-    kid: str
-
-    def token(self, scope: str = "predict models:read", *, headers: dict[str, Any] | None = None, **claims: Any) -> str:
-        now = int(time.time())
-        payload: dict[str, Any] = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": str(uuid.uuid4()),
-            "preferred_username": "tester",
-            "scope": scope,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 600,
-            "jti": uuid.uuid4().hex,
-        }
-        payload.update(claims)
-        payload = {k: v for k, v in payload.items() if v is not None}
-        return jwt.encode(payload, self.private_pem, algorithm="RS256", headers={"kid": self.kid, **(headers or {})})
-
-    def auth(self, scope: str = "predict models:read") -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.token(scope)}"}
-
-
 @pytest.fixture(scope="session")
 def keys_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("keys")
 
 
 @pytest.fixture(scope="session")
-def signer(keys_dir: Path) -> Signer:
-    key = generate_private_key("RS256")
-    jwk = public_jwk(key.public_key())
-    write_jwks(keys_dir / "jwks.json", {"keys": [jwk]})
-    return Signer(private_key_pem(key), jwk["kid"])
+def signer() -> TokenSigner:
+    return TokenSigner(issuer=ISSUER, audience=AUDIENCE)
 
 
 @pytest.fixture(scope="session")
-def jwks_path(signer: Signer, keys_dir: Path) -> Path:
-    return keys_dir / "jwks.json"
+def jwks_path(signer: TokenSigner, keys_dir: Path) -> Path:
+    return signer.write_jwks(keys_dir / "jwks.json")
 
 
 @pytest.fixture(scope="session")

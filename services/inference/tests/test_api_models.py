@@ -8,12 +8,13 @@ from pathlib import Path
 
 import httpx
 from inference_service.settings import InferenceSettings
+from modelgate_shared.testing import TokenSigner
 
-from .conftest import FEATURES, Signer, serve
+from .conftest import FEATURES, serve
 
 
-async def test_list_models(client: httpx.AsyncClient, signer: Signer) -> None:
-    response = await client.get("/v1/models", headers=signer.auth("models:read"))
+async def test_list_models(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    response = await client.get("/v1/models", headers=signer.auth_header("models:read"))
     assert response.status_code == 200
     (model,) = response.json()["models"]
     assert model["name"] == "diabetes"
@@ -23,8 +24,8 @@ async def test_list_models(client: httpx.AsyncClient, signer: Signer) -> None:
     assert 0.5 < model["metrics"]["accuracy"] <= 1.0
 
 
-async def test_model_detail_has_schema_metrics_and_metadata(client: httpx.AsyncClient, signer: Signer) -> None:
-    response = await client.get("/v1/models/diabetes", headers=signer.auth("models:read"))
+async def test_model_detail_has_schema_metrics_and_metadata(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    response = await client.get("/v1/models/diabetes", headers=signer.auth_header("models:read"))
     body = response.json()
     assert body["version"] == "2"
     assert body["input_schema"]["required"] == list(FEATURES)
@@ -33,14 +34,14 @@ async def test_model_detail_has_schema_metrics_and_metadata(client: httpx.AsyncC
     assert metadata["features"][0] == {"name": "preg", "dtype": "float64"}
     assert len(metadata["model_sha256"]) == 64 and len(metadata["training_data"]["sha256"]) == 64
     assert metadata["sklearn_version"] and metadata["created_at"]
-    old = await client.get("/v1/models/diabetes/versions/1", headers=signer.auth("models:read"))
+    old = await client.get("/v1/models/diabetes/versions/1", headers=signer.auth_header("models:read"))
     assert old.json()["version"] == "1"
-    also_old = await client.get("/v1/models/diabetes?version=1", headers=signer.auth("models:read"))
+    also_old = await client.get("/v1/models/diabetes?version=1", headers=signer.auth_header("models:read"))
     assert also_old.json()["version"] == "1"
 
 
-async def test_unknown_model_is_404(client: httpx.AsyncClient, signer: Signer) -> None:
-    response = await client.get("/v1/models/iris", headers=signer.auth("models:read"))
+async def test_unknown_model_is_404(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    response = await client.get("/v1/models/iris", headers=signer.auth_header("models:read"))
     assert response.status_code == 404
     assert "iris" in response.json()["detail"]
 
@@ -53,7 +54,7 @@ async def test_health_and_readiness(client: httpx.AsyncClient) -> None:
 
 
 async def test_not_ready_until_keys_appear(
-    make_settings: Callable[..., InferenceSettings], jwks_path: Path, tmp_path: Path, signer: Signer
+    make_settings: Callable[..., InferenceSettings], jwks_path: Path, tmp_path: Path, signer: TokenSigner
 ) -> None:
     # Auth may publish its keys after inference starts: serve, report 503, then recover.
     late = tmp_path / "jwks.json"
@@ -65,7 +66,7 @@ async def test_not_ready_until_keys_appear(
         assert (await http.get("/v2/health/ready")).status_code == 503
         shutil.copy(jwks_path, late)
         assert (await http.get("/readyz")).status_code == 200
-        response = await http.get("/v1/models", headers=signer.auth("models:read"))
+        response = await http.get("/v1/models", headers=signer.auth_header("models:read"))
         assert response.status_code == 200
 
 

@@ -10,14 +10,17 @@ import anyio.to_thread
 import httpx
 import pytest
 from inference_service.settings import InferenceSettings
+from modelgate_shared.testing import TokenSigner
 
-from .conftest import FEATURES, HEALTHY_ROW, PIMA_ROW, Signer, serve
+from .conftest import FEATURES, HEALTHY_ROW, PIMA_ROW, serve
 
 URL = "/v1/models/diabetes/predict"
 
 
-async def test_predicts_label_and_probabilities(client: httpx.AsyncClient, signer: Signer) -> None:
-    response = await client.post(URL, json={"instances": [PIMA_ROW, HEALTHY_ROW]}, headers=signer.auth("predict"))
+async def test_predicts_label_and_probabilities(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    response = await client.post(
+        URL, json={"instances": [PIMA_ROW, HEALTHY_ROW]}, headers=signer.auth_header("predict")
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["model"] == "diabetes"
@@ -31,26 +34,26 @@ async def test_predicts_label_and_probabilities(client: httpx.AsyncClient, signe
     assert response.headers["x-request-id"]
 
 
-async def test_positional_rows_match_records(client: httpx.AsyncClient, signer: Signer) -> None:
+async def test_positional_rows_match_records(client: httpx.AsyncClient, signer: TokenSigner) -> None:
     positional = [PIMA_ROW[f] for f in FEATURES]
-    by_name = await client.post(URL, json={"instances": [PIMA_ROW]}, headers=signer.auth())
-    by_position = await client.post(URL, json={"instances": [positional]}, headers=signer.auth())
+    by_name = await client.post(URL, json={"instances": [PIMA_ROW]}, headers=signer.auth_header())
+    by_position = await client.post(URL, json={"instances": [positional]}, headers=signer.auth_header())
     assert by_position.status_code == 200, by_position.text
     assert by_position.json()["predictions"] == by_name.json()["predictions"]
 
 
 @pytest.mark.parametrize("path", ["/v1/models/diabetes/versions/1/predict", "/v1/models/diabetes/predict?version=1"])
-async def test_explicit_version(client: httpx.AsyncClient, signer: Signer, path: str) -> None:
-    response = await client.post(path, json={"instances": [PIMA_ROW]}, headers=signer.auth())
+async def test_explicit_version(client: httpx.AsyncClient, signer: TokenSigner, path: str) -> None:
+    response = await client.post(path, json={"instances": [PIMA_ROW]}, headers=signer.auth_header())
     assert response.status_code == 200, response.text
     assert response.json()["version"] == "1"
 
 
-async def test_unknown_model_and_version_are_404(client: httpx.AsyncClient, signer: Signer) -> None:
-    missing = await client.post("/v1/models/nope/predict", json={"instances": [PIMA_ROW]}, headers=signer.auth())
+async def test_unknown_model_and_version_are_404(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    missing = await client.post("/v1/models/nope/predict", json={"instances": [PIMA_ROW]}, headers=signer.auth_header())
     assert missing.status_code == 404
     assert "nope" in missing.json()["detail"] and "diabetes" in missing.json()["detail"]
-    old = await client.post(URL + "?version=9", json={"instances": [PIMA_ROW]}, headers=signer.auth())
+    old = await client.post(URL + "?version=9", json={"instances": [PIMA_ROW]}, headers=signer.auth_header())
     assert old.status_code == 404
     assert "'9'" in old.json()["detail"]
 
@@ -83,9 +86,9 @@ BAD_BODIES = [
 
 @pytest.mark.parametrize(("body", "loc", "message"), BAD_BODIES)
 async def test_bad_input_is_422_naming_row_and_field(
-    client: httpx.AsyncClient, signer: Signer, body: object, loc: list[object], message: str
+    client: httpx.AsyncClient, signer: TokenSigner, body: object, loc: list[object], message: str
 ) -> None:
-    response = await client.post(URL, json=body, headers=signer.auth())
+    response = await client.post(URL, json=body, headers=signer.auth_header())
     assert response.status_code == 422, response.text
     (problem, *_) = response.json()["detail"]
     assert problem["loc"] == loc
@@ -93,10 +96,12 @@ async def test_bad_input_is_422_naming_row_and_field(
 
 
 @pytest.mark.parametrize("literal", ["NaN", "Infinity", "-Infinity", "1e400"])
-async def test_non_finite_numbers_are_422(client: httpx.AsyncClient, signer: Signer, literal: str) -> None:
+async def test_non_finite_numbers_are_422(client: httpx.AsyncClient, signer: TokenSigner, literal: str) -> None:
     row = ", ".join(f'"{f}": {literal if f == "mass" else 1}' for f in FEATURES)
     response = await client.post(
-        URL, content=f'{{"instances": [{{{row}}}]}}', headers={**signer.auth(), "Content-Type": "application/json"}
+        URL,
+        content=f'{{"instances": [{{{row}}}]}}',
+        headers={**signer.auth_header(), "Content-Type": "application/json"},
     )
     assert response.status_code == 422, response.text
     (problem,) = response.json()["detail"]
@@ -104,45 +109,51 @@ async def test_non_finite_numbers_are_422(client: httpx.AsyncClient, signer: Sig
     assert "finite" in problem["msg"]
 
 
-async def test_huge_integer_is_422(client: httpx.AsyncClient, signer: Signer) -> None:
-    response = await client.post(URL, json={"instances": [{**PIMA_ROW, "age": 10**400}]}, headers=signer.auth())
+async def test_huge_integer_is_422(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    response = await client.post(URL, json={"instances": [{**PIMA_ROW, "age": 10**400}]}, headers=signer.auth_header())
     assert response.status_code == 422, response.text
     assert response.json()["detail"][0]["loc"] == ["body", "instances", 0, "age"]
 
 
 @pytest.mark.parametrize("content", [b"", b"{not json", b'{"instances": [', "\u00e9".encode("latin-1")])
-async def test_malformed_json_is_422(client: httpx.AsyncClient, signer: Signer, content: bytes) -> None:
-    response = await client.post(URL, content=content, headers={**signer.auth(), "Content-Type": "application/json"})
+async def test_malformed_json_is_422(client: httpx.AsyncClient, signer: TokenSigner, content: bytes) -> None:
+    response = await client.post(
+        URL, content=content, headers={**signer.auth_header(), "Content-Type": "application/json"}
+    )
     assert response.status_code == 422, response.text
     assert "JSON" in response.json()["detail"][0]["msg"]
 
 
-async def test_errors_are_bounded_for_a_bad_batch(client: httpx.AsyncClient, signer: Signer) -> None:
-    response = await client.post(URL, json={"instances": [_without("plas")] * 500}, headers=signer.auth())
+async def test_errors_are_bounded_for_a_bad_batch(client: httpx.AsyncClient, signer: TokenSigner) -> None:
+    response = await client.post(URL, json={"instances": [_without("plas")] * 500}, headers=signer.auth_header())
     assert response.status_code == 422
     problems = response.json()["detail"]
     assert 1 < len(problems) <= 20
     assert [p["loc"][2] for p in problems[:3]] == [0, 1, 2]
 
 
-async def test_batch_over_the_row_limit_is_413(make_settings: Callable[..., InferenceSettings], signer: Signer) -> None:
+async def test_batch_over_the_row_limit_is_413(
+    make_settings: Callable[..., InferenceSettings], signer: TokenSigner
+) -> None:
     async with serve(make_settings(max_batch_rows=5)) as http:
-        ok = await http.post(URL, json={"instances": [PIMA_ROW] * 5}, headers=signer.auth())
-        over = await http.post(URL, json={"instances": [PIMA_ROW] * 6}, headers=signer.auth())
+        ok = await http.post(URL, json={"instances": [PIMA_ROW] * 5}, headers=signer.auth_header())
+        over = await http.post(URL, json={"instances": [PIMA_ROW] * 6}, headers=signer.auth_header())
     assert ok.status_code == 200
     assert over.status_code == 413
     assert "6 rows exceed the limit of 5" in over.json()["detail"]
 
 
-async def test_body_over_the_size_limit_is_413(make_settings: Callable[..., InferenceSettings], signer: Signer) -> None:
+async def test_body_over_the_size_limit_is_413(
+    make_settings: Callable[..., InferenceSettings], signer: TokenSigner
+) -> None:
     async with serve(make_settings(max_upload_bytes=2048)) as http:
-        response = await http.post(URL, json={"instances": [PIMA_ROW] * 40}, headers=signer.auth())
+        response = await http.post(URL, json={"instances": [PIMA_ROW] * 40}, headers=signer.auth_header())
     assert response.status_code == 413
     assert "2048 bytes" in response.json()["detail"]
 
 
 async def test_big_bodies_run_in_a_worker_thread(
-    make_settings: Callable[..., InferenceSettings], signer: Signer, monkeypatch: pytest.MonkeyPatch
+    make_settings: Callable[..., InferenceSettings], signer: TokenSigner, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     offloaded: list[str] = []
     original = anyio.to_thread.run_sync
@@ -155,11 +166,11 @@ async def test_big_bodies_run_in_a_worker_thread(
     rows = [PIMA_ROW, HEALTHY_ROW] * 2500
     async with serve(make_settings(offload_min_body_bytes=10_000)) as http:
         offloaded.clear()  # loading the models at start-up rightly runs in a thread
-        small = await http.post(URL, json={"instances": [PIMA_ROW]}, headers=signer.auth())
+        small = await http.post(URL, json={"instances": [PIMA_ROW]}, headers=signer.auth_header())
         assert small.status_code == 200
         # Nothing at all, dependencies included: each hop costs more than the whole prediction.
         assert offloaded == []
-        big = await http.post(URL, json={"instances": rows}, headers=signer.auth())
+        big = await http.post(URL, json={"instances": rows}, headers=signer.auth_header())
     assert big.status_code == 200
     assert "predict_json_body" in offloaded
     assert [p["label"] for p in big.json()["predictions"]] == [1, 0] * 2500

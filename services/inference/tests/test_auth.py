@@ -13,9 +13,9 @@ import httpx
 import pytest
 from inference_service.settings import InferenceSettings
 from jose import jwt
-from modelgate_shared.keys import generate_private_key, private_key_pem
+from modelgate_shared.testing import TokenSigner
 
-from .conftest import PIMA_ROW, Signer, serve
+from .conftest import PIMA_ROW, serve
 
 PREDICT = ("POST", "/v1/models/diabetes/predict", {"instances": [PIMA_ROW]})
 V2_INFER = (
@@ -41,7 +41,7 @@ async def call(client: httpx.AsyncClient, method: str, path: str, body: object, 
 
 @pytest.mark.parametrize(("method", "path", "body", "scope"), PROTECTED, ids=[f"{m} {p}" for m, p, *_ in PROTECTED])
 async def test_route_needs_token_and_its_scope(
-    client: httpx.AsyncClient, signer: Signer, method: str, path: str, body: object, scope: str
+    client: httpx.AsyncClient, signer: TokenSigner, method: str, path: str, body: object, scope: str
 ) -> None:
     missing = await call(client, method, path, body, None)
     assert missing.status_code == 401
@@ -58,7 +58,7 @@ def _b64(data: dict[str, object]) -> str:
     return base64.urlsafe_b64encode(json.dumps(data).encode()).rstrip(b"=").decode()
 
 
-def _hs256_with_public_key(signer: Signer, jwks_path: Path) -> str:
+def _hs256_with_public_key(signer: TokenSigner, jwks_path: Path) -> str:
     # The classic confusion attack: HMAC "signed" with the published public key as the secret.
     public = json.loads(jwks_path.read_text())["keys"][0]
     claims = jwt.get_unverified_claims(signer.token())
@@ -78,7 +78,7 @@ BAD_TOKENS = {
     "missing-sub": lambda s, _: s.token(sub=None),
     "missing-jti": lambda s, _: s.token(jti=None),
     "unknown-kid": lambda s, _: s.token(headers={"kid": "no-such-key"}),
-    "foreign-key": lambda s, _: Signer(private_key_pem(generate_private_key("RS256")), s.kid).token(),
+    "foreign-key": lambda s, _: TokenSigner(issuer=s.issuer, audience=s.audience).token(headers={"kid": s.kid}),
     "alg-none": lambda s, _: f"{_b64({'alg': 'none', 'kid': s.kid})}.{_b64(jwt.get_unverified_claims(s.token()))}.",
     "hs256-public-key": _hs256_with_public_key,
     "tampered-payload": lambda s, _: _with_claims_swapped(s.token(), scope="admin predict"),
@@ -88,7 +88,7 @@ BAD_TOKENS = {
 
 @pytest.mark.parametrize("kind", list(BAD_TOKENS))
 async def test_bad_token_is_401_invalid_token(
-    client: httpx.AsyncClient, signer: Signer, jwks_path: Path, kind: str
+    client: httpx.AsyncClient, signer: TokenSigner, jwks_path: Path, kind: str
 ) -> None:
     token = BAD_TOKENS[kind](signer, jwks_path)
     for method, path, body in (PREDICT, V2_INFER):
@@ -97,7 +97,7 @@ async def test_bad_token_is_401_invalid_token(
         assert 'error="invalid_token"' in response.headers["www-authenticate"]
 
 
-async def test_v2_auth_errors_use_the_v2_error_body(client: httpx.AsyncClient, signer: Signer) -> None:
+async def test_v2_auth_errors_use_the_v2_error_body(client: httpx.AsyncClient, signer: TokenSigner) -> None:
     response = await call(client, *V2_INFER, None)
     assert response.status_code == 401
     assert response.json() == {"error": "missing bearer token"}
@@ -112,7 +112,7 @@ async def test_unauthenticated_caller_cannot_probe_model_names(client: httpx.Asy
 
 
 async def test_keys_from_auths_jwks_url(
-    make_settings: Callable[..., InferenceSettings], signer: Signer, jwks_path: Path, file_server: tuple[str, Path]
+    make_settings: Callable[..., InferenceSettings], signer: TokenSigner, jwks_path: Path, file_server: tuple[str, Path]
 ) -> None:
     base, root = file_server
     shutil.copy(jwks_path, root / "jwks.json")

@@ -12,14 +12,11 @@ from pathlib import Path
 import pytest
 from inference_service.model_store import load_registry
 from inference_service.train import main, train
-from inference_service.training_data import (
-    DEFAULT_TRAINING_DATA_SHA256,
-    TrainingDataError,
-    read_csv,
-    resolve,
-)
+from inference_service.training_data import TrainingDataError, read_csv, resolve
+from modelgate_shared.testing import training_data_source
+from modelgate_shared.training_data import DEFAULT_TRAINING_DATA_SHA256
 
-from .conftest import FEATURES, pima_csv, write_synthetic_csv
+from .conftest import FEATURES, write_synthetic_csv
 
 
 @pytest.fixture
@@ -31,8 +28,8 @@ def train_env(env_clean: pytest.MonkeyPatch, tmp_path: Path) -> Path:
 
 
 def test_default_model_from_the_pima_csv(train_env: Path, env_clean: pytest.MonkeyPatch) -> None:
-    data = pima_csv()
-    if data is None:
+    data = Path(training_data_source())
+    if not data.is_file():
         pytest.skip("Pima CSV not found: set MODELGATE_TRAINING_DATA or provide ../shared/data/")
     env_clean.setenv("MODELGATE_TRAINING_DATA", str(data))
     assert main([]) == 0

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 import tritonclient.http as triton
 from modelgate_shared.stack import free_port
+from modelgate_shared.testing import TokenSigner
 from tritonclient.utils import InferenceServerException
 
-from .conftest import AUDIENCE, FEATURES, HEALTHY_ROW, ISSUER, PIMA_ROW, Signer
+from .conftest import AUDIENCE, FEATURES, HEALTHY_ROW, ISSUER, PIMA_ROW
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +62,7 @@ def rows() -> np.ndarray:
 
 
 @pytest.mark.parametrize("binary", [True, False], ids=["binary", "json"])
-def test_tritonclient_infer(server: str, signer: Signer, rows: np.ndarray, binary: bool) -> None:
+def test_tritonclient_infer(server: str, signer: TokenSigner, rows: np.ndarray, binary: bool) -> None:
     headers = {"Authorization": f"Bearer {signer.token('predict models:read')}"}
     client = triton.InferenceServerClient(url=server)
     try:
@@ -88,7 +89,7 @@ def test_tritonclient_infer(server: str, signer: Signer, rows: np.ndarray, binar
         client.close()
 
 
-def test_tritonclient_sees_auth_errors(server: str, signer: Signer, rows: np.ndarray) -> None:
+def test_tritonclient_sees_auth_errors(server: str, signer: TokenSigner, rows: np.ndarray) -> None:
     client = triton.InferenceServerClient(url=server)
     try:
         tensor = triton.InferInput("input", list(rows.shape), "FP32")

@@ -1,11 +1,13 @@
-"""CSV batches: parsing an upload with a header row, and writing predictions back as CSV."""
+"""CSV: the one reader (numbered rows), upload parsing into a matrix, and predictions written back."""
 
 from __future__ import annotations
 
 import csv
 import io
 import math
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from itertools import repeat
+from operator import attrgetter
 
 import numpy as np
 
@@ -13,6 +15,31 @@ from .prediction import Predictions
 from .validation import MAX_REPORTED_ERRORS, InputError, Problem, TooManyRows
 
 LOC = ("body", "file")
+
+
+class CsvRows:
+    """The rows of a UTF-8 CSV (a byte-order mark is dropped), one pass, each with the line
+    it ends on, counted as an editor shows them; ``line`` is where reading got to, for errors.
+
+    Iterating raises ``csv.Error`` on syntax the reader refuses; ``strict`` also refuses stray
+    quotes instead of reading them as text. A class rather than a generator: the rows come
+    straight from C iterators, with no Python step per row (measured: a generator added
+    ~0.5 ms per 10,000-row upload)."""
+
+    __slots__ = ("_reader", "_rows")
+
+    def __init__(self, data: bytes, *, strict: bool) -> None:
+        self._reader = csv.reader(io.StringIO(data.decode("utf-8-sig"), newline=""), strict=strict)
+        # zip takes each row before asking for the line number, so the number is the row's;
+        # the numbers never run out, hence strict=False.
+        self._rows = zip(self._reader, map(attrgetter("line_num"), repeat(self._reader)), strict=False)
+
+    def __iter__(self) -> Iterator[tuple[list[str], int]]:
+        return self._rows
+
+    @property
+    def line(self) -> int:
+        return self._reader.line_num
 
 
 def _fail(loc: tuple[str | int, ...], msg: str, kind: str) -> InputError:
@@ -34,52 +61,33 @@ def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray
     """Rows of a CSV whose header names every feature (in any order), as a float64 matrix.
     Line numbers in errors count the header as line 1, as an editor shows them."""
     try:
-        text = data.decode("utf-8-sig")
+        # Strict: an upload with stray quotes is refused, not guessed at.
+        numbered = CsvRows(data, strict=True)
     except UnicodeDecodeError as exc:
         raise _fail(LOC, f"file is not UTF-8 text (byte {exc.start})", "value_error.encoding") from None
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
-        header = [h.strip() for h in next(reader, [])]
+        first, _ = next(iter(numbered), ([], 1))
+        header = [h.strip() for h in first]
         if not any(header):
             raise _fail(LOC, "file is empty: expected a header row naming the features", "value_error.empty")
-        duplicates = sorted({h for h in header if header.count(h) > 1})
-        missing = [f for f in features if f not in header]
-        unknown = [h for h in header if h not in features]
-        problems = []
-        if duplicates:
-            problems.append(Problem((*LOC, 1), f"line 1: duplicate columns {duplicates}", "value_error.header"))
-        if missing:
-            problems.append(Problem((*LOC, 1), f"line 1: missing feature columns {missing}", "value_error.missing"))
-        if unknown:
-            problems.append(
-                Problem(
-                    (*LOC, 1),
-                    f"line 1: unknown columns {unknown} (expected {', '.join(features)})",
-                    "value_error.unknown_feature",
-                )
-            )
-        if problems:
-            raise InputError(problems)
+        _check_header(header, features)
         order = [header.index(f) for f in features]
         rows: list[list[str]] = []
         lines: list[int] = []
-        for row in reader:
+        for row, line in numbered:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != len(header):
                 raise _fail(
-                    (*LOC, reader.line_num),
-                    f"line {reader.line_num}: {len(row)} fields, expected {len(header)}",
-                    "value_error.shape",
+                    (*LOC, line), f"line {line}: {len(row)} fields, expected {len(header)}", "value_error.shape"
                 )
             if len(rows) >= max_rows:
                 raise TooManyRows(len(rows) + 1, max_rows)
             rows.append([row[i] for i in order])
-            lines.append(reader.line_num)
+            lines.append(line)
     except csv.Error as exc:
-        raise _fail(
-            (*LOC, reader.line_num), f"line {reader.line_num}: malformed CSV ({exc})", "value_error.csv"
-        ) from None
+        line = numbered.line
+        raise _fail((*LOC, line), f"line {line}: malformed CSV ({exc})", "value_error.csv") from None
     if not rows:
         raise _fail(LOC, "file has a header but no data rows", "value_error.empty")
     try:
@@ -88,6 +96,32 @@ def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray
         matrix = None
     if matrix is not None and np.isfinite(matrix).all():
         return matrix
+    raise InputError(_cell_problems(rows, lines, features))
+
+
+def _check_header(header: list[str], features: Sequence[str]) -> None:
+    duplicates = sorted({h for h in header if header.count(h) > 1})
+    missing = [f for f in features if f not in header]
+    unknown = [h for h in header if h not in features]
+    problems = []
+    if duplicates:
+        problems.append(Problem((*LOC, 1), f"line 1: duplicate columns {duplicates}", "value_error.header"))
+    if missing:
+        problems.append(Problem((*LOC, 1), f"line 1: missing feature columns {missing}", "value_error.missing"))
+    if unknown:
+        problems.append(
+            Problem(
+                (*LOC, 1),
+                f"line 1: unknown columns {unknown} (expected {', '.join(features)})",
+                "value_error.unknown_feature",
+            )
+        )
+    if problems:
+        raise InputError(problems)
+
+
+def _cell_problems(rows: list[list[str]], lines: list[int], features: Sequence[str]) -> list[Problem]:
+    """Every cell that is not a finite number, up to the reporting limit."""
     problems: list[Problem] = []
     for row, line in zip(rows, lines, strict=True):
         for name, cell in zip(features, row, strict=True):
@@ -95,8 +129,8 @@ def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray
             if message:
                 problems.append(Problem((*LOC, line, name), f"line {line}, column {name!r}: {message}", "value_error"))
                 if len(problems) >= MAX_REPORTED_ERRORS:
-                    raise InputError(problems)
-    raise InputError(problems)
+                    return problems
+    return problems
 
 
 def predictions_csv(features: Sequence[str], matrix: np.ndarray, result: Predictions) -> str:

@@ -9,10 +9,11 @@ from __future__ import annotations
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
 from fastapi.exceptions import RequestValidationError
+from modelgate_shared.request_body import BodyTooLarge
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
 
-from .json_body import BodyTooLarge, InvalidJson
+from .json_body import InvalidJson
 from .validation import InputError, Problem, TooManyRows
 
 

@@ -63,7 +63,9 @@ def _logistic(step: LogisticRegression) -> ProbaFunction | None:
             prob = scores.reshape(-1)
             special.expit(prob, out=prob)
             return np.stack([1 - prob, prob], axis=1)
-        return softmax(scores, copy=False)
+        # scikit-learn is untyped; with copy=False softmax normalises ``scores`` in place and returns it.
+        normalised: np.ndarray = softmax(scores, copy=False)
+        return normalised
 
     return proba
 

@@ -7,13 +7,8 @@ from typing import Any
 
 import orjson
 from fastapi import Request
+from modelgate_shared.request_body import BodyTooLarge
 from starlette.responses import Response
-
-
-class BodyTooLarge(Exception):
-    def __init__(self, limit: int) -> None:
-        super().__init__(f"request body exceeds the limit of {limit} bytes")
-        self.limit = limit
 
 
 class InvalidJson(Exception):

@@ -18,6 +18,7 @@ import numpy as np
 import sklearn
 import skops
 from modelgate_shared.settings import load_settings
+from modelgate_shared.training_data import DEFAULT_TRAINING_DATA, DEFAULT_TRAINING_DATA_SHA256
 from pydantic import AliasChoices, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sklearn.linear_model import LogisticRegression
@@ -26,16 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .model_store import METADATA_FILE, NAME_PATTERN, model_folders, next_version, save_model
-from .training_data import (
-    DEFAULT_TRAINING_DATA,
-    DEFAULT_TRAINING_DATA_SHA256,
-    PIMA_COLUMNS,
-    Dataset,
-    TrainingDataError,
-    describe,
-    read_csv,
-    resolve,
-)
+from .training_data import PIMA_COLUMNS, Dataset, TrainingDataError, describe, read_csv, resolve
 
 TEST_SIZE = 0.33
 RANDOM_STATE = 7

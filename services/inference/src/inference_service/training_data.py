@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
-import io
 import math
 import os
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,10 +16,9 @@ from urllib.parse import urlparse
 import httpx
 import numpy as np
 
+from .csv_io import CsvRows
 from .model_store import sha256_file
 
-DEFAULT_TRAINING_DATA = "https://raw.githubusercontent.com/jbrownlee/Datasets/master/pima-indians-diabetes.data.csv"
-DEFAULT_TRAINING_DATA_SHA256 = "6bfe5d0f379d17a0e0819b996407e3c09bf80febd4287f2ed212190dfff154af"
 PIMA_COLUMNS = ("preg", "plas", "pres", "skin", "test", "mass", "pedi", "age", "class")
 
 
@@ -110,15 +108,15 @@ def _label(values: Sequence[str]) -> np.ndarray:
 def read_csv(path: Path, target: str, columns: Sequence[str] | None = None) -> Dataset:
     """A numeric CSV with a target column. Its header row names the columns when it has one
     (any non-numeric cell in the first row); otherwise ``columns`` does."""
-    text = path.read_text(encoding="utf-8-sig")
-    numbered = [
-        (line, row)
-        for line, row in _numbered_rows(csv.reader(io.StringIO(text, newline="")))
-        if any(cell.strip() for cell in row)
-    ]
+    # Lenient, unlike uploads: the file is the operator's own, so a stray quote is read as text.
+    rows = CsvRows(path.read_bytes(), strict=False)
+    try:
+        numbered = [(row, line) for row, line in rows if any(cell.strip() for cell in row)]
+    except csv.Error as exc:
+        raise TrainingDataError(f"malformed CSV at line {rows.line}: {exc}") from None
     if not numbered:
         raise TrainingDataError(f"{path}: empty")
-    first = numbered[0][1]
+    first = numbered[0][0]
     if any(_parse_number(cell) is None for cell in first):
         header, body = [cell.strip() for cell in first], numbered[1:]
     elif columns:
@@ -135,7 +133,7 @@ def read_csv(path: Path, target: str, columns: Sequence[str] | None = None) -> D
     features = tuple(h for i, h in enumerate(header) if i != target_index)
     matrix: list[list[float]] = []
     labels: list[str] = []
-    for line, row in body:
+    for row, line in body:
         if len(row) != len(header):
             raise TrainingDataError(f"{path} line {line}: {len(row)} fields, expected {len(header)}")
         values: list[float] = []
@@ -152,14 +150,6 @@ def read_csv(path: Path, target: str, columns: Sequence[str] | None = None) -> D
     if len(np.unique(y)) < 2:
         raise TrainingDataError(f"{path}: target {target!r} has a single class; nothing to learn")
     return Dataset(X=np.asarray(matrix, dtype=np.float64), y=y, features=features, target=target)
-
-
-def _numbered_rows(reader: Iterator[list[str]]) -> Iterator[tuple[int, list[str]]]:
-    try:
-        for row in reader:
-            yield reader.line_num, row  # type: ignore[attr-defined]
-    except csv.Error as exc:
-        raise TrainingDataError(f"malformed CSV at line {reader.line_num}: {exc}") from None  # type: ignore[attr-defined]
 
 
 def describe(source: str, sha256: str, rows: int, columns: Sequence[str]) -> dict[str, Any]:

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from typing import Any
 
-from fastapi import APIRouter, Depends, Request
-from modelgate_shared.bearer import require_scopes
-from modelgate_shared.tokens import AccessClaims
+from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
-from .csv_io import parse_csv, predictions_csv
-from .dependencies import get_registry, get_settings, model_from_path
-from .json_body import OrjsonResponse, parse_json, read_body
-from .model_store import LoadedModel, ModelRegistry
-from .offload import run_cpu
-from .prediction import predict, v1_json
-from .schemas import (
+from ..csv_io import parse_csv, predictions_csv
+from ..deps import Model, PredictClaims, ReadModelsClaims, Registry, Settings
+from ..json_body import OrjsonResponse, parse_json, read_body
+from ..model_store import LoadedModel, ModelRegistry
+from ..offload import run_cpu
+from ..prediction import predict, v1_json
+from ..schemas import (
     CSV_REQUEST_BODY,
     ModelDetail,
     ModelList,
@@ -26,13 +25,10 @@ from .schemas import (
     json_request_body,
     record_schema,
 )
-from .settings import InferenceSettings
-from .validation import InputError, Problem, instances_to_matrix
+from ..settings import InferenceSettings
+from ..validation import InputError, Problem, instances_to_matrix
 
 router = APIRouter(prefix="/v1", tags=["v1"])
-
-read_models = require_scopes("models:read")
-predict_scope = require_scopes("predict")
 
 
 def summary(registry: ModelRegistry, model: LoadedModel) -> dict[str, Any]:
@@ -48,9 +44,7 @@ def summary(registry: ModelRegistry, model: LoadedModel) -> dict[str, Any]:
 
 
 @router.get("/models", response_model=ModelList, summary="List models")
-async def list_models(
-    _: AccessClaims = Depends(read_models), registry: ModelRegistry = Depends(get_registry)
-) -> OrjsonResponse:
+async def list_models(_: ReadModelsClaims, registry: Registry) -> OrjsonResponse:
     models = [summary(registry, m) for name in registry.names() if (m := registry.get(name)) is not None]
     return OrjsonResponse({"models": models})
 
@@ -67,20 +61,12 @@ def _detail(registry: ModelRegistry, model: LoadedModel) -> OrjsonResponse:
 
 
 @router.get("/models/{name}", response_model=ModelDetail, summary="Model metadata, input schema and metrics")
-async def model_detail(
-    _: AccessClaims = Depends(read_models),
-    registry: ModelRegistry = Depends(get_registry),
-    model: LoadedModel = Depends(model_from_path),
-) -> OrjsonResponse:
+async def model_detail(_: ReadModelsClaims, registry: Registry, model: Model) -> OrjsonResponse:
     return _detail(registry, model)
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelDetail, summary="One model version's metadata")
-async def model_version_detail(
-    _: AccessClaims = Depends(read_models),
-    registry: ModelRegistry = Depends(get_registry),
-    model: LoadedModel = Depends(model_from_path),
-) -> OrjsonResponse:
+async def model_version_detail(_: ReadModelsClaims, registry: Registry, model: Model) -> OrjsonResponse:
     return _detail(registry, model)
 
 
@@ -105,12 +91,7 @@ PREDICT_DOC: dict[str, Any] = {
 
 @router.post("/models/{name}/predict", summary="Predict from JSON records or rows", **PREDICT_DOC)
 @router.post("/models/{name}/versions/{version}/predict", summary="Predict with one model version", **PREDICT_DOC)
-async def predict_json(
-    request: Request,
-    _: AccessClaims = Depends(predict_scope),
-    model: LoadedModel = Depends(model_from_path),
-    settings: InferenceSettings = Depends(get_settings),
-) -> Response:
+async def predict_json(request: Request, _: PredictClaims, model: Model, settings: Settings) -> Response:
     body = await read_body(request, settings.max_upload_bytes)
     content = await run_cpu(settings, len(body), predict_json_body, model, body, settings.max_batch_rows)
     return Response(content, media_type="application/json")
@@ -126,7 +107,7 @@ async def uploaded_csv(request: Request, settings: InferenceSettings) -> bytes:
             [Problem(("body",), "expected a multipart/form-data upload with a 'file' part", "value_error.content_type")]
         )
 
-    async def stream() -> Any:
+    async def stream() -> AsyncGenerator[bytes, None]:
         yield body
 
     parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=10)
@@ -155,12 +136,7 @@ async def uploaded_csv(request: Request, settings: InferenceSettings) -> bytes:
     summary="Predict a CSV file with one model version",
     openapi_extra=CSV_REQUEST_BODY,
 )
-async def predict_csv(
-    request: Request,
-    _: AccessClaims = Depends(predict_scope),
-    model: LoadedModel = Depends(model_from_path),
-    settings: InferenceSettings = Depends(get_settings),
-) -> Response:
+async def predict_csv(request: Request, _: PredictClaims, model: Model, settings: Settings) -> Response:
     data = await uploaded_csv(request, settings)
     as_csv = "text/csv" in request.headers.get("accept", "")
     content = await run_cpu(settings, len(data), _score_csv, model, data, settings.max_batch_rows, as_csv)
