@@ -9,7 +9,9 @@ exchange. Here:
 - :class:`AsyncioBackend` implements httpcore's public ``AsyncNetworkBackend`` on an
   ``asyncio.Protocol``: a read or write is a future and a timer, and "is this idle
   connection readable" is a flag the protocol keeps;
-- :class:`_ConnectionPool` keeps idle connections on a stack: O(1) per request;
+- :class:`_ConnectionPool` keeps idle connections on a stack: O(1) per request (measured
+  against ``httpcore.AsyncConnectionPool`` on the same backend by ``bench/transport_pool.py``:
+  bench/README.md, "Upstream connection pool");
 - httpcore's ``AsyncHTTP11Connection`` still speaks HTTP/1.1 (h11), and
   :class:`UpstreamTransport` is an ordinary ``httpx.AsyncBaseTransport`` raising httpx's
   exceptions, so callers see httpx and nothing else.
@@ -318,10 +320,19 @@ def _httpx_errors() -> Iterator[None]:
 class _ConnectionPool:
     """HTTP/1.1 keep-alive connections to one or a few origins, O(1) per request.
 
-    httpcore's own pool rescans every pooled connection (and, through anyio, polls every
-    idle socket) twice per request; here an idle connection is popped from a stack and
-    pushed back when its response is closed. The most recently used connection is reused
-    first, so the ones at the bottom of the stack age out and are closed.
+    httpcore's own pool (1.0.9) rescans every pooled connection twice per request, and for
+    each idle one counts the whole list again (quadratic in the connections held), with anyio
+    events, locks and cancel scopes around it: bench/README.md, "Upstream connection pool",
+    has what that costs. Here an idle
+    connection is popped from a stack and pushed back when its response is closed. The most
+    recently used connection is reused first (httpcore takes the first idle one in the order
+    they were opened), so the ones at the bottom of the stack, idle longest and the likeliest
+    to have been closed by the upstream's own keep-alive timeout, age out and are closed.
+
+    Interface: httpcore's ``handle_async_request``, so ``httpcore.AsyncConnectionPool`` can
+    stand in for it (the bench does). ``max_keepalive_connections`` is not applied, and idle
+    connections to one origin are not closed to make room for another (each gateway upstream
+    has its own transport, so one origin).
     """
 
     def __init__(self, ssl_context: ssl.SSLContext, max_connections: int, keepalive_expiry: float | None) -> None:
@@ -339,7 +350,7 @@ class _ConnectionPool:
     def open_connections(self) -> int:
         return self._open
 
-    async def request(self, request: httpcore.Request) -> httpcore.Response:
+    async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
         origin = request.url.origin
         while True:
             connection = await self._acquire(request, origin)
@@ -515,11 +526,11 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
             method=request.method,
             url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
             headers=request.headers.raw,
-            content=request.stream,  # type: ignore[arg-type]
+            content=request.stream,
             extensions=request.extensions,
         )
         with _httpx_errors():
-            response = await self._pool.request(core_request)
+            response = await self._pool.handle_async_request(core_request)
         return httpx.Response(
             status_code=response.status,
             headers=response.headers,
