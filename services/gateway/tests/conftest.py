@@ -2,11 +2,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
 import pytest
@@ -14,9 +12,8 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from gateway_service.app import create_app
 from gateway_service.cli import migrate
 from gateway_service.settings import GatewaySettings
-from jose import jwt
 from modelgate_shared.db import asyncpg_dsn
-from modelgate_shared.keys import private_key_pem, public_jwk, write_jwks
+from modelgate_shared.testing import TokenSigner
 
 from .servers import serve
 from .upstream_app import upstream_app
@@ -25,41 +22,14 @@ ISSUER = "http://127.0.0.1:8000/auth"
 AUDIENCE = "modelgate-api"
 
 
-class Signer:
-    def __init__(self, key: rsa.RSAPrivateKey) -> None:
-        self.pem = private_key_pem(key).decode()
-        self.kid = public_jwk(key.public_key())["kid"]
-
-    def token(self, sub: str | None = None, scopes: str = "predict models:read", **claims: Any) -> str:
-        now = int(time.time())
-        payload = {
-            "iss": ISSUER,
-            "aud": AUDIENCE,
-            "sub": sub or str(uuid.uuid4()),
-            "preferred_username": "tester",
-            "scope": scopes,
-            "iat": now,
-            "nbf": now,
-            "exp": now + 600,
-            "jti": uuid.uuid4().hex,
-            **claims,
-        }
-        return jwt.encode(payload, self.pem, algorithm="RS256", headers={"kid": self.kid})
+@pytest.fixture(scope="session")
+def signer() -> TokenSigner:
+    return TokenSigner(rsa.generate_private_key(public_exponent=65537, key_size=2048), issuer=ISSUER, audience=AUDIENCE)
 
 
 @pytest.fixture(scope="session")
-def signer() -> Signer:
-    return Signer(rsa.generate_private_key(public_exponent=65537, key_size=2048))
-
-
-@pytest.fixture(scope="session")
-def public_keys(signer: Signer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from cryptography.hazmat.primitives import serialization
-
-    key = serialization.load_pem_private_key(signer.pem.encode(), password=None)
-    path = tmp_path_factory.mktemp("keys") / "jwks.json"
-    write_jwks(path, {"keys": [public_jwk(key.public_key())]})  # type: ignore[arg-type]
-    return path
+def public_keys(signer: TokenSigner, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return signer.write_jwks(tmp_path_factory.mktemp("keys") / "jwks.json")
 
 
 @pytest.fixture(scope="session")

@@ -6,8 +6,9 @@ from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
+from modelgate_shared.testing import TokenSigner
 
-from .conftest import Signer, log_rows
+from .conftest import log_rows
 from .servers import wait_until
 
 ALICE = "aaaaaaaa-0000-4000-8000-000000000001"
@@ -15,7 +16,7 @@ BOB = "bbbbbbbb-0000-4000-8000-000000000002"
 
 
 @pytest.fixture
-def traffic(gateway: str, gateway_db: str, signer: Signer) -> str:
+def traffic(gateway: str, gateway_db: str, signer: TokenSigner) -> str:
     with httpx.Client(base_url=gateway) as client:
         for sub, n in ((ALICE, 5), (BOB, 3)):
             auth = {"Authorization": f"Bearer {signer.token(sub=sub)}"}
@@ -26,20 +27,20 @@ def traffic(gateway: str, gateway_db: str, signer: Signer) -> str:
     return gateway
 
 
-def _admin(signer: Signer) -> dict[str, str]:
-    return {"Authorization": f"Bearer {signer.token(scopes='admin')}"}
+def _admin(signer: TokenSigner) -> dict[str, str]:
+    return {"Authorization": f"Bearer {signer.token(scope='admin')}"}
 
 
-def test_admin_routes_need_the_admin_scope(gateway: str, signer: Signer) -> None:
+def test_admin_routes_need_the_admin_scope(gateway: str, signer: TokenSigner) -> None:
     for path in ("/admin/request-log", "/admin/usage"):
         assert httpx.get(f"{gateway}{path}").status_code == 401
-        user = {"Authorization": f"Bearer {signer.token(scopes='predict')}"}
+        user = {"Authorization": f"Bearer {signer.token(scope='predict')}"}
         forbidden = httpx.get(f"{gateway}{path}", headers=user)
         assert forbidden.status_code == 403
         assert "admin" in forbidden.json()["detail"]
 
 
-def test_request_log_filters_and_pages(traffic: str, signer: Signer) -> None:
+def test_request_log_filters_and_pages(traffic: str, signer: TokenSigner) -> None:
     with httpx.Client(base_url=traffic, headers=_admin(signer)) as client:
         alice = client.get("/admin/request-log", params={"user": ALICE}).json()
         assert len(alice["items"]) == 5 and {i["user_sub"] for i in alice["items"]} == {ALICE}
@@ -60,7 +61,7 @@ def test_request_log_filters_and_pages(traffic: str, signer: Signer) -> None:
         assert client.get("/admin/request-log", params={"status": 404}).json()["items"] == []
 
 
-def test_request_log_rejects_bad_filters_with_4xx(gateway: str, signer: Signer) -> None:
+def test_request_log_rejects_bad_filters_with_4xx(gateway: str, signer: TokenSigner) -> None:
     with httpx.Client(base_url=gateway, headers=_admin(signer)) as client:
         for params in ({"status": "abc"}, {"limit": 0}, {"since": "yesterday"}, {"since": "2026-01-01T00:00:00"}):
             response = client.get("/admin/request-log", params=params)
@@ -68,7 +69,7 @@ def test_request_log_rejects_bad_filters_with_4xx(gateway: str, signer: Signer) 
             assert response.json()["detail"]
 
 
-def test_usage_counts_per_user(traffic: str, signer: Signer) -> None:
+def test_usage_counts_per_user(traffic: str, signer: TokenSigner) -> None:
     usage = httpx.get(f"{traffic}/admin/usage", params={"window_seconds": 600}, headers=_admin(signer)).json()
     by_user = {u["user_sub"]: u for u in usage["users"]}
     assert by_user[ALICE]["requests"] == 5 and by_user[BOB]["requests"] == 3 and by_user[None]["requests"] == 1

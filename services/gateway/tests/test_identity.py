@@ -6,9 +6,10 @@ from pathlib import Path
 
 from gateway_service.identity import ANONYMOUS, IdentityResolver
 from modelgate_shared.keys import VerificationKey, load_verification_keys
+from modelgate_shared.testing import TokenSigner
 from modelgate_shared.tokens import TokenVerifier
 
-from .conftest import AUDIENCE, ISSUER, Signer
+from .conftest import AUDIENCE, ISSUER
 
 
 class RevocableKeys:
@@ -33,14 +34,14 @@ def _resolver(public_keys: Path) -> tuple[IdentityResolver, RevocableKeys]:
     return IdentityResolver(TokenVerifier(keys, issuer=ISSUER, audience=AUDIENCE)), keys
 
 
-async def test_a_valid_token_names_its_subject_and_scopes(signer: Signer, public_keys: Path) -> None:
+async def test_a_valid_token_names_its_subject_and_scopes(signer: TokenSigner, public_keys: Path) -> None:
     resolver, _ = _resolver(public_keys)
-    identity = await resolver.resolve(f"Bearer {signer.token(sub='u-1', scopes='predict admin')}".encode())
+    identity = await resolver.resolve(f"Bearer {signer.token(sub='u-1', scope='predict admin')}".encode())
     assert identity.sub == "u-1"
     assert identity.scopes == frozenset({"predict", "admin"})
 
 
-async def test_missing_malformed_or_forged_tokens_are_anonymous(signer: Signer, public_keys: Path) -> None:
+async def test_missing_malformed_or_forged_tokens_are_anonymous(signer: TokenSigner, public_keys: Path) -> None:
     resolver, _ = _resolver(public_keys)
     token = signer.token(sub="u-1")
     header, payload, signature = token.split(".")
@@ -50,7 +51,7 @@ async def test_missing_malformed_or_forged_tokens_are_anonymous(signer: Signer, 
 
 
 async def test_each_request_is_verified_again_so_a_withdrawn_key_stops_counting_at_once(
-    signer: Signer, public_keys: Path
+    signer: TokenSigner, public_keys: Path
 ) -> None:
     resolver, keys = _resolver(public_keys)
     authorization = f"Bearer {signer.token(sub='u-1')}".encode()

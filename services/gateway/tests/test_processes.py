@@ -73,12 +73,17 @@ def test_two_gateways_sharing_redis_enforce_one_exact_limit(gateway_env: dict[st
     assert statuses.count(429) == len(urls) - limit
 
 
+def _metric(text: str, name: str) -> float:
+    return next(float(line.split()[-1]) for line in text.splitlines() if line.startswith(f"{name} "))
+
+
 def test_sigterm_during_traffic_loses_no_row(gateway_env: dict[str, str], gateway_db: str, tmp_path: Path) -> None:
-    # A slow-ish flush makes it likely rows are still queued when SIGTERM arrives.
+    # No batch can fill up or time out before SIGTERM: every row is still in memory when
+    # it arrives, and only the shutdown flush can write it.
     env = {
         **gateway_env,
-        "MODELGATE_GATEWAY_LOG_FLUSH_INTERVAL_SECONDS": "2",
-        "MODELGATE_GATEWAY_LOG_BATCH_SIZE": "10000",
+        "MODELGATE_GATEWAY_LOG_FLUSH_INTERVAL_SECONDS": "3600",
+        "MODELGATE_GATEWAY_LOG_BATCH_SIZE": "1000000",
     }
     answered = 0
     lock = threading.Lock()
@@ -101,9 +106,14 @@ def test_sigterm_during_traffic_loses_no_row(gateway_env: dict[str, str], gatewa
         for t in threads:
             t.start()
         wait_until(lambda: answered >= 100)
+        metrics = httpx.get(f"{gw.url}/metrics").text
+        assert _metric(metrics, "gateway_log_rows_written_total") == 0
+        assert _metric(metrics, "gateway_log_queue_depth") > 0
+        assert log_rows(gateway_db) == []
         # uvicorn re-raises SIGTERM after a graceful shutdown, so -SIGTERM is a clean exit here.
         assert gw.terminate() in (0, -signal.SIGTERM), gw.log()
         assert "Application shutdown complete" in gw.log()
+        assert "flush timed out" not in gw.log()
         stop.set()
         for t in threads:
             t.join(10)

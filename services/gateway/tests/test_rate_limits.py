@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import httpx
+import pytest
+from gateway_service import ratelimit
+from gateway_service.metrics import GatewayMetrics
+from gateway_service.policies import Bucket, parse_policy
+from gateway_service.ratelimit import Decision, GuardedLimiter, RateLimiterDown
+from modelgate_shared.testing import TokenSigner
+from redis.exceptions import ConnectionError as RedisConnectionError
 
-from .conftest import Signer
 from .servers import free_port
 
 TRUST_LOCAL = '["127.0.0.1/32"]'
@@ -37,7 +43,7 @@ def test_every_answer_carries_ratelimit_headers(make_gateway: Callable[..., str]
     assert "rate_limit_default" in limited.json()["detail"]
 
 
-def test_verified_token_is_limited_per_user_across_ips(make_gateway: Callable[..., str], signer: Signer) -> None:
+def test_verified_token_is_limited_per_user_across_ips(make_gateway: Callable[..., str], signer: TokenSigner) -> None:
     gateway = make_gateway(MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT="2/hour", MODELGATE_GATEWAY_TRUSTED_PROXIES=TRUST_LOCAL)
     token = signer.token()
     with httpx.Client(base_url=gateway) as client:
@@ -55,7 +61,9 @@ def test_anonymous_clients_are_limited_per_ip(make_gateway: Callable[..., str]) 
         assert client.get("/v1/models", headers=_from("192.0.2.2")).status_code == 200
 
 
-def test_invalid_token_is_not_rejected_but_counts_as_its_ip(make_gateway: Callable[..., str], signer: Signer) -> None:
+def test_invalid_token_is_not_rejected_but_counts_as_its_ip(
+    make_gateway: Callable[..., str], signer: TokenSigner
+) -> None:
     gateway = make_gateway(MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT="2/hour", MODELGATE_GATEWAY_TRUSTED_PROXIES=TRUST_LOCAL)
     expired = signer.token(exp=1, iat=0, nbf=0)
     wrong_audience = signer.token(aud="someone-else")
@@ -68,7 +76,7 @@ def test_invalid_token_is_not_rejected_but_counts_as_its_ip(make_gateway: Callab
         assert client.get("/v1/models", headers=_from("192.0.2.7", "garbage")).status_code == 429
 
 
-def test_per_user_and_per_scope_overrides(make_gateway: Callable[..., str], signer: Signer) -> None:
+def test_per_user_and_per_scope_overrides(make_gateway: Callable[..., str], signer: TokenSigner) -> None:
     vip = "11111111-2222-4333-8444-555555555555"
     gateway = make_gateway(
         MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT="1/hour",
@@ -80,9 +88,9 @@ def test_per_user_and_per_scope_overrides(make_gateway: Callable[..., str], sign
             auth = {"Authorization": f"Bearer {token}"}
             return sum(client.get("/v1/models", headers=auth).status_code == 200 for _ in range(6))
 
-        assert count_ok(signer.token(sub=vip, scopes="predict admin")) == 4  # the user override wins
-        assert count_ok(signer.token(scopes="predict admin")) == 3
-        assert count_ok(signer.token(scopes="predict")) == 1
+        assert count_ok(signer.token(sub=vip, scope="predict admin")) == 4  # the user override wins
+        assert count_ok(signer.token(scope="predict admin")) == 3
+        assert count_ok(signer.token(scope="predict")) == 1
 
 
 def test_login_guard_limits_per_username_across_ips(make_gateway: Callable[..., str]) -> None:
@@ -157,3 +165,53 @@ def test_redis_down_fails_closed_when_configured(make_gateway: Callable[..., str
     response = httpx.get(f"{gateway}/v1/models")
     assert response.status_code == 503
     assert response.json()["error"] == "rate_limiter_unavailable"
+
+
+ALLOWED = Decision(
+    allowed=True, policy=parse_policy("1/minute", "p"), remaining=0, reset_seconds=60, retry_after_seconds=0
+)
+
+
+class FlakyLimiter:
+    """Stands in for RateLimiter: Redis either answers or is down."""
+
+    def __init__(self) -> None:
+        self.down = True
+        self.calls = 0
+
+    async def check(self, buckets: Sequence[Bucket]) -> Decision:
+        self.calls += 1
+        if self.down:
+            raise RedisConnectionError("connection refused")
+        return ALLOWED
+
+
+def _guarded(fail_open: bool) -> tuple[GuardedLimiter, FlakyLimiter, Callable[[], float | None]]:
+    metrics = GatewayMetrics()
+    redis = FlakyLimiter()
+    guarded = GuardedLimiter(redis, fail_open=fail_open, errors=metrics.rate_limit_backend_errors)  # type: ignore[arg-type]
+    return guarded, redis, lambda: metrics.registry.get_sample_value("gateway_rate_limit_backend_errors_total")
+
+
+async def test_guarded_limiter_fails_open_and_leaves_a_dead_redis_alone_for_a_while() -> None:
+    guarded, redis, errors = _guarded(fail_open=True)
+    assert [await guarded.decide([]) for _ in range(3)] == [None, None, None]
+    assert redis.calls == 1  # one failed call, then REDIS_RETRY_SECONDS without trying
+    assert errors() == 3
+
+
+async def test_guarded_limiter_fails_closed_when_set() -> None:
+    guarded, redis, errors = _guarded(fail_open=False)
+    for _ in range(2):
+        with pytest.raises(RateLimiterDown):
+            await guarded.decide([])
+    assert redis.calls == 1 and errors() == 2
+
+
+async def test_guarded_limiter_asks_redis_again_after_the_pause(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ratelimit, "REDIS_RETRY_SECONDS", 0.0)
+    guarded, redis, errors = _guarded(fail_open=True)
+    assert await guarded.decide([]) is None
+    redis.down = False
+    assert await guarded.decide([]) is ALLOWED
+    assert redis.calls == 2 and errors() == 1

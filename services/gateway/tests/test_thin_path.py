@@ -1,8 +1,9 @@
 from __future__ import annotations
 
 import httpx
+from modelgate_shared.testing import TokenSigner
 
-from .conftest import Signer, log_rows
+from .conftest import log_rows
 from .servers import wait_until
 
 
@@ -51,7 +52,7 @@ def test_every_answer_carries_one_request_id(make_gateway) -> None:  # type: ign
         assert answer.headers.get_list("x-request-id") == ["given-1"], answer.request.url
 
 
-def test_each_proxied_request_leaves_one_row(gateway: str, gateway_db: str, signer: Signer) -> None:
+def test_each_proxied_request_leaves_one_row(gateway: str, gateway_db: str, signer: TokenSigner) -> None:
     sub = "0b9d6a4e-1111-4222-8333-444455556666"
     token = signer.token(sub=sub)
     with httpx.Client(base_url=gateway) as client:

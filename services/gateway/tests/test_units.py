@@ -1,13 +1,22 @@
-"""Pure logic: policy parsing and choice, header handling, route matching, OpenAPI merging."""
+"""Pure logic: policy parsing and choice, rate-limit buckets, header handling, route matching, OpenAPI merging."""
 
 from __future__ import annotations
 
 from ipaddress import ip_network
 
 import pytest
-from gateway_service.docs import merge_openapi
 from gateway_service.forwarding import client_ip, response_headers, upstream_headers
-from gateway_service.policies import identity_policy, parse_policy
+from gateway_service.openapi import merge_openapi
+from gateway_service.policies import (
+    Bucket,
+    PolicySet,
+    identity_buckets,
+    identity_policy,
+    login_buckets,
+    login_username,
+    parse_policy,
+    username_digest,
+)
 from gateway_service.upstreams import Route, match_route
 
 TRUSTED = [ip_network("10.0.0.0/8")]
@@ -46,6 +55,45 @@ def test_identity_policy_prefers_user_then_most_generous_scope() -> None:
     assert identity_policy(default, overrides, "u2", frozenset({"predict", "admin"})).name == "scope:admin"
     assert identity_policy(default, overrides, "u2", frozenset({"models:read"})).name == "default"
     assert identity_policy(default, overrides, None, frozenset()).name == "default"
+
+
+POLICIES = PolicySet(
+    key_prefix="gw:",
+    default=parse_policy("10/minute", "default"),
+    login_ip=parse_policy("5/minute", "login_ip"),
+    login_username=parse_policy("2/minute", "login_username"),
+    overrides={"scope:admin": parse_policy("100/minute", "scope:admin")},
+)
+FORM = b"application/x-www-form-urlencoded"
+
+
+def test_identity_buckets_key_a_user_by_sub_and_anyone_else_by_ip() -> None:
+    admin = POLICIES.overrides["scope:admin"]
+    assert identity_buckets(POLICIES, "u1", frozenset(), "1.2.3.4") == [Bucket("gw:id:user:u1", POLICIES.default)]
+    assert identity_buckets(POLICIES, "u1", frozenset({"admin"}), "1.2.3.4") == [Bucket("gw:id:user:u1", admin)]
+    # Without a verified sub, scopes mean nothing: the client is its address.
+    assert identity_buckets(POLICIES, None, frozenset({"admin"}), "1.2.3.4") == [
+        Bucket("gw:id:ip:1.2.3.4", POLICIES.default)
+    ]
+
+
+def test_login_buckets_guard_the_ip_and_the_hashed_username() -> None:
+    by_ip = Bucket("gw:login:ip:1.2.3.4", POLICIES.login_ip)
+    buckets = login_buckets(POLICIES, "1.2.3.4", FORM, b"username=+Alice+&password=secret")
+    assert buckets == [by_ip, Bucket(f"gw:login:user:{username_digest('alice')}", POLICIES.login_username)]
+    assert "alice" not in buckets[1].key and len(buckets[1].key) == len("gw:login:user:") + 32
+    # No username to key on: the IP bucket alone.
+    assert login_buckets(POLICIES, "1.2.3.4", FORM, b"password=secret") == [by_ip]
+    assert login_buckets(POLICIES, "1.2.3.4", b"application/json", b'{"username": "alice"}') == [by_ip]
+
+
+def test_login_username_is_normalised_and_read_from_forms_only() -> None:
+    assert login_username(FORM, b"username=+Alice+&password=x") == "alice"
+    assert login_username(b"Application/X-WWW-Form-URLEncoded; charset=UTF-8", b"username=%C3%84NN") == "änn"
+    assert login_username(FORM, b"username=&password=x") == ""
+    assert login_username(FORM, b"password=x") == ""
+    assert login_username(b"multipart/form-data; boundary=x", b"username=alice") == ""
+    assert username_digest("alice") == username_digest(login_username(FORM, b"username=ALICE"))
 
 
 def test_client_ip_believes_forwarded_for_only_from_trusted_peers() -> None:
@@ -112,7 +160,7 @@ def test_merge_openapi_prefixes_paths_and_renames_clashing_schemas() -> None:
     }
     inference = {"paths": {"/v1/models": {"get": {"responses": {}}}, "/healthz": {"get": {"responses": {}}}}}
     merged = merge_openapi(
-        base, [(_route("/auth/", True, "auth"), auth), (_route("/v1/", False, "inference"), inference)]
+        base, [(_route("/auth/", True, "auth"), auth), (_route("/v1/", False, "inference"), inference)], "/auth/token"
     )
     assert set(merged["paths"]) == {"/healthz", "/auth/token", "/v1/models"}
     assert merged["paths"]["/healthz"] == {}  # the gateway's own wins; inference's is unreachable
@@ -126,8 +174,8 @@ def test_log_row_record_matches_the_column_order() -> None:
     from dataclasses import astuple
     from datetime import UTC, datetime
 
-    from gateway_service.request_log import COLUMNS, LogRow, request_log
+    from gateway_service.request_log import COLUMNS, LogRow, record, request_log
 
     row = LogRow(datetime.now(UTC), "r", "GET", "/v1/x", "inference", 200, 1.5, "1.2.3.4", None, "ua", 0, 2, "u", False)
-    assert row.record() == astuple(row)
+    assert record(row) == astuple(row)
     assert set(COLUMNS) == {c.name for c in request_log.columns} - {"id"}

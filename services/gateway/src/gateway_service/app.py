@@ -12,12 +12,10 @@ from modelgate_shared.request_context import RequestIdMiddleware, configure_logg
 from modelgate_shared.settings import load_settings
 from starlette.types import Receive, Scope, Send
 
-from .admin import admin_router
-from .docs import install_docs
-from .metrics_route import metrics_router
 from .proxy import ProxyMiddleware
-from .runtime import Gateway
+from .routes import admin, docs, metrics
 from .settings import GatewaySettings
+from .state import GatewayState
 
 
 class GatewayApp(FastAPI):
@@ -42,31 +40,31 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     configure_logging("gateway", settings.log_level, settings.log_json)
     # httpx logs every upstream call at INFO: noise, and a cost on the hot path.
     logging.getLogger("httpx").setLevel(logging.WARNING)
-    gateway = Gateway(settings)
+    state = GatewayState(settings)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        await gateway.start()
+        await state.start()
         try:
             yield
         finally:
-            await gateway.stop()
+            await state.stop()
 
     app = GatewayApp(
         title="modelgate",
         version="0.1.0",
         lifespan=lifespan,
-        # /docs and /openapi.json are the merged platform spec (docs.py), not FastAPI's own.
+        # /docs and /openapi.json are the merged platform spec (routes/docs.py), not FastAPI's own.
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
     )
-    app.state.gateway = gateway
-    app.state.verifier = gateway.verifier  # for modelgate_shared.bearer.require_scopes
-    app.include_router(health_router(gateway.readiness_checks))
-    app.include_router(metrics_router(gateway.metrics))
-    app.include_router(admin_router())
-    install_docs(app, gateway)
+    app.state.gateway = state  # for deps.get_state
+    app.state.verifier = state.verifier  # for modelgate_shared.bearer.require_scopes
+    app.include_router(health_router(state.readiness_checks))
+    app.include_router(metrics.router)
+    app.include_router(admin.router)
+    app.include_router(docs.router)
     app.add_middleware(RequestIdMiddleware)
-    app.proxy = ProxyMiddleware(app.serve_own, gateway=gateway)
+    app.proxy = ProxyMiddleware(app.serve_own, state=state)
     return app

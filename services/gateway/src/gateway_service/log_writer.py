@@ -16,7 +16,7 @@ import asyncpg
 from modelgate_shared.db import asyncpg_dsn
 
 from .metrics import GatewayMetrics
-from .request_log import COLUMNS, LogRow
+from .request_log import COLUMNS, LogRow, record
 
 log = logging.getLogger(__name__)
 
@@ -42,8 +42,10 @@ class LogWriter:
         self._task: asyncio.Task[None] | None = None
         self._pending: list[LogRow] = []
         self._closing = False
+        # The wait for the next row, while there is one: close() expires it so the last
+        # batch is written at once, however long the flush interval.
+        self._wait: asyncio.Timeout | None = None
         self.dropped = 0
-        self.written = 0
         self._last_drop_warning = 0.0
         self._failing_since: float | None = None
         self._last_failure_warning = 0.0
@@ -69,6 +71,9 @@ class LogWriter:
     async def close(self, timeout: float) -> None:  # noqa: ASYNC109 - a flush budget, not a cancel scope
         """Flush everything queued (up to ``timeout`` seconds), then stop."""
         self._closing = True
+        wait = self._wait
+        if wait is not None and not wait.expired():
+            wait.reschedule(asyncio.get_running_loop().time())
         if self._task is not None:
             try:
                 await asyncio.wait_for(asyncio.shield(self._task), timeout)
@@ -87,9 +92,8 @@ class LogWriter:
         if not self._pending:
             if self._closing and self._queue.empty():
                 return
-            try:
-                first = await asyncio.wait_for(self._queue.get(), self._flush_interval)
-            except TimeoutError:
+            first = await self._get(self._flush_interval)
+            if first is None:
                 return
             self._pending.append(first)
         deadline = time.monotonic() + (0 if self._closing else self._flush_interval)
@@ -102,16 +106,26 @@ class LogWriter:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
-            try:
-                self._pending.append(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
+            row = await self._get(remaining)
+            if row is None:
                 break
+            self._pending.append(row)
+
+    async def _get(self, seconds: float) -> LogRow | None:
+        """The next row within ``seconds``; None when none comes or close() begins."""
+        try:
+            async with asyncio.timeout(seconds) as self._wait:
+                return await self._queue.get()
+        except TimeoutError:
+            return None
+        finally:
+            self._wait = None
 
     async def _write(self, rows: list[LogRow]) -> None:
         if self._conn is None or self._conn.is_closed():
             self._conn = await asyncpg.connect(self._dsn, timeout=5)
         await self._conn.copy_records_to_table(
-            "request_log", records=[r.record() for r in rows], columns=COLUMNS, timeout=30
+            "request_log", records=[record(r) for r in rows], columns=COLUMNS, timeout=30
         )
 
     def _warn_failure(self, exc: BaseException) -> None:
@@ -148,6 +162,5 @@ class LogWriter:
                 log.info("request log writes recovered after %.1fs", time.monotonic() - self._failing_since)
                 self._failing_since = None
             backoff = 0.05
-            self.written += len(self._pending)
             self._metrics.log_rows_written.inc(len(self._pending))
             self._pending = []

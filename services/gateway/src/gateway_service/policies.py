@@ -1,10 +1,12 @@
-"""Rate-limit policies: parsing and choosing which apply to a request (pure functions)."""
+"""Rate-limit policies: parsing them, and the buckets they put a request in (pure functions)."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from urllib.parse import parse_qs
 
 _PERIODS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
 _PERIODS["day"] = _PERIODS["d"] = 86400.0
@@ -69,3 +71,47 @@ def identity_policy(
     if matching:
         return max(matching, key=lambda p: (p.limit / p.period, p.burst))
     return default
+
+
+@dataclass(frozen=True, slots=True)
+class PolicySet:
+    """The configured policies, and the Redis key prefix their buckets live under."""
+
+    key_prefix: str
+    default: RatePolicy
+    login_ip: RatePolicy
+    login_username: RatePolicy
+    overrides: Mapping[str, RatePolicy]
+
+
+def identity_buckets(policies: PolicySet, sub: str | None, scopes: frozenset[str], ip: str) -> list[Bucket]:
+    """A verified user is limited per ``sub`` (overrides apply), anyone else per client IP."""
+    if sub is not None:
+        policy = identity_policy(policies.default, policies.overrides, sub, scopes)
+        return [Bucket(f"{policies.key_prefix}id:user:{sub}", policy)]
+    return [Bucket(f"{policies.key_prefix}id:ip:{ip}", policies.default)]
+
+
+def login_buckets(policies: PolicySet, ip: str, content_type: bytes, body: bytes) -> list[Bucket]:
+    """The login guard's buckets: per client IP, and per username when the form names one."""
+    buckets = [Bucket(f"{policies.key_prefix}login:ip:{ip}", policies.login_ip)]
+    username = login_username(content_type, body)
+    if username:
+        buckets.append(Bucket(f"{policies.key_prefix}login:user:{username_digest(username)}", policies.login_username))
+    return buckets
+
+
+def login_username(content_type: bytes, body: bytes) -> str:
+    """The username of a login form, trimmed and case-folded ("" when there is none).
+
+    Normalised so that "Alice" and " ALICE " share one bucket.
+    """
+    if not content_type.lower().startswith(b"application/x-www-form-urlencoded"):
+        return ""
+    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
+    return (form.get("username") or [""])[0].strip().casefold()
+
+
+def username_digest(username: str) -> str:
+    """Hashed: a Redis key must not carry user input, and usernames are personal data."""
+    return hashlib.sha256(username.encode()).hexdigest()[:32]

@@ -6,25 +6,23 @@ bodies are streamed both ways, so a large upload is never held in memory.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
-from urllib.parse import parse_qs
 
 import httpx
+from modelgate_shared.request_body import BodyTooLarge
 from modelgate_shared.request_context import REQUEST_ID_HEADER, accept_or_generate, request_id_var
-from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .forwarding import Headers, client_ip, header, response_headers, upstream_headers
 from .identity import Identity
-from .policies import Bucket, identity_policy
-from .ratelimit import Decision
+from .policies import identity_buckets, login_buckets
+from .ratelimit import RateLimiterDown
 from .request_log import LogRow
-from .runtime import Gateway
+from .state import GatewayState
 from .upstreams import Route, match_route
 
 log = logging.getLogger(__name__)
@@ -35,13 +33,7 @@ MAX_LOGIN_BODY = 64 * 1024
 # streamed generator per request, and a spent body no longer stops the try of another
 # upstream. Larger (or undeclared, chunked) bodies are streamed as they arrive.
 SMALL_BODY = 64 * 1024
-# After a Redis failure, decisions skip Redis this long (then the next request tries again).
-REDIS_RETRY_SECONDS = 1.0
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-
-
-class BodyTooLarge(Exception):
-    pass
 
 
 class ExchangeAborted(Exception):
@@ -59,10 +51,6 @@ def json_error(
     )
 
 
-class RateLimiterDown(Exception):
-    """Redis cannot decide and the gateway is set to fail closed."""
-
-
 def has_dot_segments(path: str) -> bool:
     return any(segment in {".", ".."} for segment in path.split("/"))
 
@@ -77,60 +65,38 @@ class ProxyMiddleware:
     goes to the upstream, back to the client, into the log context and the request log.
     """
 
-    def __init__(self, app: ASGIApp, gateway: Gateway) -> None:
+    def __init__(self, app: ASGIApp, state: GatewayState) -> None:
         self.app = app
-        self.gateway = gateway
-        self._redis_down_until = 0.0
-        self._last_redis_warning = 0.0
+        self.state = state
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route = match_route(self.gateway.pool.routes, scope["path"])
+        route = match_route(self.state.pool.routes, scope["path"])
         if route is None:
             await self.app(scope, receive, send)
             return
-        await Exchange(self, route, scope, receive, send).run()
-
-    async def decide(self, buckets: list[Bucket]) -> Decision | None:
-        """The limiter's decision; ``None`` when Redis cannot answer and we fail open."""
-        g = self.gateway
-        now = time.monotonic()
-        if now < self._redis_down_until:
-            return self._redis_unavailable(None)
-        try:
-            return await g.limiter.check(buckets)
-        except (RedisError, OSError) as exc:
-            # Skip Redis briefly so a dead one costs one failed call per second, not one per request.
-            self._redis_down_until = now + REDIS_RETRY_SECONDS
-            return self._redis_unavailable(exc)
-
-    def _redis_unavailable(self, exc: Exception | None) -> None:
-        g = self.gateway
-        g.metrics.rate_limit_backend_errors.inc()
-        now = time.monotonic()
-        if exc is not None and now - self._last_redis_warning > 10:
-            self._last_redis_warning = now
-            mode = "open" if g.settings.rate_limit_fail_open else "closed"
-            log.warning("rate limiter unavailable (failing %s): %s", mode, exc)
-        if not g.settings.rate_limit_fail_open:
-            raise RateLimiterDown
-        return None
+        await Exchange(self.state, route, scope, receive, send).run()
 
 
 class Exchange:
     """One proxied request, from the client's first byte to the request-log row."""
 
-    def __init__(self, proxy: ProxyMiddleware, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
-        self.proxy = proxy
-        self.gateway = proxy.gateway
+    def __init__(self, state: GatewayState, route: Route, scope: Scope, receive: Receive, send: Send) -> None:
+        self.state = state
         self.route = route
         self.scope = scope
         self.receive = receive
         self._send = send
         self.started = time.perf_counter()
         self.ts = datetime.now(UTC)
+        headers: Headers = scope["headers"]
+        self.peer: str = scope["client"][0] if scope.get("client") else "unknown"
+        self.ip = client_ip(self.peer, headers, state.trusted)
+        self.request_id: str = scope.get("state", {}).get("request_id") or accept_or_generate(
+            (header(headers, b"x-request-id") or b"").decode("latin-1")
+        )
         self.status = 0
         self.request_bytes = 0
         self.response_bytes = 0
@@ -138,6 +104,10 @@ class Exchange:
         self.limited = False
         self.identity: Identity | None = None
         self.body: bytes | None = None  # set when the body had to be read before forwarding
+        # A streamed body: some of it has gone upstream (no other upstream can be tried),
+        # or it passed the limit (whatever error the transport then reports).
+        self.body_started = False
+        self.body_too_large = False
         self.limit_headers: Headers = []
 
     async def send(self, message: Message) -> None:
@@ -152,92 +122,72 @@ class Exchange:
         await self.send(body)
 
     async def run(self) -> None:
-        g = self.gateway
-        scope = self.scope
-        headers: Headers = scope["headers"]
-        self.peer = scope["client"][0] if scope.get("client") else "unknown"
-        self.ip = client_ip(self.peer, headers, g.trusted)
-        self.request_id = scope.get("state", {}).get("request_id") or accept_or_generate(
-            (header(headers, b"x-request-id") or b"").decode("latin-1")
-        )
+        headers: Headers = self.scope["headers"]
         token = request_id_var.set(self.request_id)
         try:
-            await self._handle(headers)
+            if await self._admit(headers):
+                response = await self._open_upstream(headers)
+                if response is not None:
+                    await self._relay(response)
+        except BodyTooLarge as exc:
+            await self.respond_error(413, "request_too_large", f"request body exceeds {exc.limit} bytes")
         except ExchangeAborted:
             self.status = self.status or 499  # nginx's "client closed request"
         finally:
             request_id_var.reset(token)
             self._record()
 
-    async def _handle(self, headers: Headers) -> None:
-        g = self.gateway
+    async def _admit(self, headers: Headers) -> bool:
+        """What is decided before forwarding: the path, the declared length, the rate limits
+        (reading the login form for its username).
+
+        False once the request has been answered; BodyTooLarge for a declared length over the limit.
+        """
+        state = self.state
         scope = self.scope
-        max_body = g.settings.max_request_body_bytes
+        max_body = state.settings.max_request_body_bytes
         if has_dot_segments(scope["path"]):
             # Upstreams do not resolve "..", but a path that escapes its route prefix is never legitimate.
             await self.respond_error(400, "bad_path", "path must not contain '.' or '..' segments")
-            return
+            return False
         length_header = header(headers, b"content-length")
         if length_header is not None:
             try:
                 length = int(length_header)
             except ValueError:
                 await self.respond_error(400, "bad_request", "Content-Length is not a number")
-                return
+                return False
             if length > max_body:
-                await self.respond_error(413, "request_too_large", f"request body exceeds {max_body} bytes")
-                return
+                raise BodyTooLarge(max_body)
 
-        self.identity = await g.identity.resolve(header(headers, b"authorization"))
-        buckets = self._identity_buckets()
-        if scope["method"] == "POST" and scope["path"] == g.settings.login_path:
+        self.identity = identity = await state.identity.resolve(header(headers, b"authorization"))
+        buckets = identity_buckets(state.policies, identity.sub, identity.scopes, self.ip)
+        if scope["method"] == "POST" and scope["path"] == state.settings.login_path:
             try:
                 self.body = await self._read_body(min(max_body, MAX_LOGIN_BODY))
             except BodyTooLarge:
                 await self.respond_error(413, "request_too_large", f"login body exceeds {MAX_LOGIN_BODY} bytes")
-                return
-            buckets += self._login_buckets(headers, self.body)
+                return False
+            buckets += login_buckets(state.policies, self.ip, header(headers, b"content-type") or b"", self.body)
 
-        if g.settings.rate_limit_enabled:
+        if state.settings.rate_limit_enabled:
             try:
-                decision = await self.proxy.decide(buckets)
+                decision = await state.limiter.decide(buckets)
             except RateLimiterDown:
                 await self.respond_error(503, "rate_limiter_unavailable", "rate limiting is unavailable; try later")
-                return
+                return False
             if decision is not None:
                 self.limit_headers = decision.headers()
                 if not decision.allowed:
                     self.limited = True
-                    g.metrics.rate_limited.labels(self.route.name).inc()
+                    state.metrics.rate_limited.labels(self.route.name).inc()
                     await self.respond_error(
                         429,
                         "rate_limited",
                         f"rate limit {decision.policy.name} exceeded; retry after {decision.retry_after_seconds}s",
                     )
-                    return
-        await self._forward(headers)
-
-    def _identity_buckets(self) -> list[Bucket]:
-        g = self.gateway
-        identity = self.identity
-        assert identity is not None
-        if identity.sub is not None:
-            policy = identity_policy(g.default_policy, g.overrides, identity.sub, identity.scopes)
-            return [Bucket(g.limiter.key("id", "user", identity.sub), policy)]
-        return [Bucket(g.limiter.key("id", "ip", self.ip), g.default_policy)]
-
-    def _login_buckets(self, headers: Headers, body: bytes) -> list[Bucket]:
-        g = self.gateway
-        buckets = [Bucket(g.limiter.key("login", "ip", self.ip), g.login_ip_policy)]
-        content_type = (header(headers, b"content-type") or b"").lower()
-        if content_type.startswith(b"application/x-www-form-urlencoded"):
-            form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
-            username = (form.get("username") or [""])[0].strip().casefold()
-            if username:
-                # Hashed: the key must not carry user input, and usernames are personal data.
-                digest = hashlib.sha256(username.encode()).hexdigest()[:32]
-                buckets.append(Bucket(g.limiter.key("login", "user", digest), g.login_username_policy))
-        return buckets
+                    return False
+        return True
 
     async def _read_body(self, limit: int) -> bytes:
         chunks: list[bytes] = []
@@ -249,7 +199,7 @@ class Exchange:
             chunk = message.get("body", b"")
             size += len(chunk)
             if size > limit:
-                raise BodyTooLarge
+                raise BodyTooLarge(limit)
             chunks.append(chunk)
             if not message.get("more_body", False):
                 break
@@ -257,7 +207,7 @@ class Exchange:
         return b"".join(chunks)
 
     async def _stream_body(self) -> AsyncIterator[bytes]:
-        limit = self.gateway.settings.max_request_body_bytes
+        limit = self.state.settings.max_request_body_bytes
         while True:
             message = await self.receive()
             if message["type"] == "http.disconnect":
@@ -267,39 +217,41 @@ class Exchange:
                 self.request_bytes += len(chunk)
                 if self.request_bytes > limit:
                     self.body_too_large = True
-                    raise BodyTooLarge
+                    raise BodyTooLarge(limit)
                 self.body_started = True
                 yield chunk
             if not message.get("more_body", False):
                 return
 
-    async def _forward(self, headers: Headers) -> None:
-        g = self.gateway
+    async def _open_upstream(self, headers: Headers) -> httpx.Response | None:
+        """The response of the first upstream that answers; None once an error has been answered.
+
+        BodyTooLarge when the body passes the limit, however the transport reports it.
+        """
+        state = self.state
         route = self.route
         scope = self.scope
         candidates = route.candidates(time.monotonic())
         if not candidates:
-            g.metrics.upstream_errors.labels(route.name, "no_healthy_upstream").inc()
+            state.metrics.upstream_errors.labels(route.name, "no_healthy_upstream").inc()
             await self.respond_error(503, "no_healthy_upstream", f"no healthy upstream for {route.prefix}")
-            return
+            return None
         declared = header(headers, b"content-length")
         if self.body is None and declared is not None and 0 < int(declared) <= SMALL_BODY:
-            try:
-                self.body = await self._read_body(g.settings.max_request_body_bytes)
-            except BodyTooLarge:
-                await self._body_too_large()
-                return
+            self.body = await self._read_body(state.settings.max_request_body_bytes)
         has_body = (
             self.body is not None or declared not in (None, b"0") or (header(headers, b"transfer-encoding") is not None)
         )
         out_headers = upstream_headers(
-            headers, peer=self.peer, scheme=scope.get("scheme", "http"), request_id=self.request_id, trusted=g.trusted
+            headers,
+            peer=self.peer,
+            scheme=scope.get("scheme", "http"),
+            request_id=self.request_id,
+            trusted=state.trusted,
         )
         target = route.upstream_path(scope.get("raw_path") or scope["path"].encode())
         if scope.get("query_string"):
             target += b"?" + scope["query_string"]
-        self.body_started = False
-        self.body_too_large = False
         for upstream in candidates:
             self.upstream = upstream.url
             content = None
@@ -313,45 +265,29 @@ class Exchange:
                 extensions=dict(upstream.extensions),
             )
             try:
-                response = await upstream.transport.handle_async_request(request)
-            except ExchangeAborted:
-                raise
-            except BodyTooLarge:
-                await self._body_too_large()
-                return
-            except httpx.ConnectError as exc:
-                if self.body_too_large:
-                    await self._body_too_large()
-                    return
-                g.pool.mark_down(upstream)
-                g.metrics.upstream_errors.labels(route.name, "connect").inc()
-                log.warning("upstream %s refused or unreachable: %s", upstream.url, exc)
-                if self.body_started:
-                    break  # the body is spent: cannot try another upstream
-                continue
-            except httpx.TimeoutException:
-                if self.body_too_large:
-                    await self._body_too_large()
-                    return
-                g.metrics.upstream_errors.labels(route.name, "timeout").inc()
-                await self.respond_error(504, "upstream_timeout", f"upstream for {route.prefix} timed out")
-                return
+                return await upstream.transport.handle_async_request(request)
             except httpx.HTTPError as exc:
                 if self.body_too_large:
-                    await self._body_too_large()
-                    return
-                g.metrics.upstream_errors.labels(route.name, "protocol").inc()
+                    # The transport failed because the body stream stopped at the limit.
+                    raise BodyTooLarge(state.settings.max_request_body_bytes) from None
+                if isinstance(exc, httpx.ConnectError):
+                    state.pool.mark_down(upstream)
+                    state.metrics.upstream_errors.labels(route.name, "connect").inc()
+                    log.warning("upstream %s refused or unreachable: %s", upstream.url, exc)
+                    if self.body_started:
+                        break  # the body is spent: cannot try another upstream
+                    continue
+                if isinstance(exc, httpx.TimeoutException):
+                    state.metrics.upstream_errors.labels(route.name, "timeout").inc()
+                    await self.respond_error(504, "upstream_timeout", f"upstream for {route.prefix} timed out")
+                    return None
+                state.metrics.upstream_errors.labels(route.name, "protocol").inc()
                 log.warning("upstream %s failed: %r", upstream.url, exc)
                 detail = f"upstream for {route.prefix} failed: {type(exc).__name__}"
                 await self.respond_error(502, "bad_gateway", detail)
-                return
-            await self._relay(response)
-            return
+                return None
         await self.respond_error(502, "upstream_unreachable", f"upstream for {route.prefix} refused the connection")
-
-    async def _body_too_large(self) -> None:
-        limit = self.gateway.settings.max_request_body_bytes
-        await self.respond_error(413, "request_too_large", f"request body exceeds {limit} bytes")
+        return None
 
     async def _relay(self, response: httpx.Response) -> None:
         # With a declared length the chunk that completes it also ends the ASGI body: one
@@ -380,22 +316,23 @@ class Exchange:
         except httpx.HTTPError as exc:
             # Headers are gone already: all we can do is cut the response short, which the
             # client sees as a truncated body rather than a complete wrong one.
-            self.gateway.metrics.upstream_errors.labels(self.route.name, "mid_response").inc()
+            self.state.metrics.upstream_errors.labels(self.route.name, "mid_response").inc()
             log.warning("upstream %s failed mid-response: %r", self.upstream, exc)
             raise ExchangeAborted from None
         finally:
             await response.aclose()
 
     def _record(self) -> None:
-        g = self.gateway
+        state = self.state
         elapsed = time.perf_counter() - self.started
         scope = self.scope
         method = scope["method"]
         status = self.status or 499
-        g.metrics.requests.labels(self.route.name, method if method in _KNOWN_METHODS else "OTHER", str(status)).inc()
-        g.metrics.latency.labels(self.route.name).observe(elapsed)
+        metrics = state.metrics
+        metrics.requests.labels(self.route.name, method if method in _KNOWN_METHODS else "OTHER", str(status)).inc()
+        metrics.latency.labels(self.route.name).observe(elapsed)
         user_agent = header(scope["headers"], b"user-agent")
-        g.writer.submit(
+        state.writer.submit(
             LogRow(
                 ts=self.ts,
                 request_id=self.request_id,

@@ -1,66 +1,36 @@
-"""GCRA rate limiting in one Redis script.
+"""GCRA rate limiting in one Redis script, and what to do when Redis cannot answer.
 
 GCRA (the generic cell rate algorithm) keeps one number per bucket, the theoretical
 arrival time (TAT). Compared with a sliding window it needs no sorted set per client,
 costs O(1) memory and time, spreads requests evenly with an explicit burst, and gives an
-exact Retry-After. The script checks every bucket of a request (for example per-IP and
-per-username on the login route) and charges them only if all allow, atomically, using
-Redis's clock: N gateway replicas sharing one Redis enforce one limit exactly.
+exact Retry-After. The script (``gcra.lua``) checks every bucket of a request (for
+example per-IP and per-username on the login route) and charges them only if all allow,
+atomically, using Redis's clock: N gateway replicas sharing one Redis enforce one limit
+exactly.
 """
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from importlib.resources import files
 
+from prometheus_client import Counter
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 
 from .policies import Bucket, RatePolicy
 
-# KEYS: bucket keys. ARGV: (interval_us, burst) per key.
-# Returns {allowed, retry_after_us, index of the tightest bucket (1-based), remaining, reset_us}.
-GCRA_LUA = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local n = #KEYS
-local allowed = 1
-local retry = 0
-local tats = {}
-for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-  local tat = tonumber(redis.call('GET', KEYS[i]) or '0')
-  if tat < now then tat = now end
-  tats[i] = tat
-  local allow_at = tat + interval - burst * interval
-  if now < allow_at then
-    allowed = 0
-    if allow_at - now > retry then retry = allow_at - now end
-  end
-end
-local tightest = 1
-local least = nil
-local least_reset = 0
-for i = 1, n do
-  local interval = tonumber(ARGV[2 * i - 1])
-  local burst = tonumber(ARGV[2 * i])
-  local tat = tats[i]
-  if allowed == 1 then
-    tat = tat + interval
-    -- %d: Lua's default number format keeps only 14 digits of a microsecond clock.
-    redis.call('SET', KEYS[i], string.format('%d', tat), 'PX', math.ceil((tat - now) / 1000) + 1)
-  end
-  local remaining = math.floor((now - (tat - burst * interval)) / interval)
-  if remaining < 0 then remaining = 0 end
-  if least == nil or remaining < least then
-    least = remaining
-    tightest = i
-    least_reset = tat - now
-  end
-end
-return {allowed, retry, tightest, least, least_reset}
-"""
+log = logging.getLogger(__name__)
+
+GCRA_LUA = files("gateway_service").joinpath("gcra.lua").read_text(encoding="utf-8")
+# After a Redis failure, decisions skip Redis this long (then the next request tries again).
+REDIS_RETRY_SECONDS = 1.0
+# At most one "rate limiter unavailable" warning this often: an outage must not flood the log.
+_WARNING_INTERVAL_SECONDS = 10.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,14 +54,11 @@ class Decision:
 
 
 class RateLimiter:
-    def __init__(self, redis: Redis, prefix: str) -> None:
-        self.redis = redis
-        self.prefix = prefix
+    """Checks and charges all of a request's buckets in one Redis round trip."""
+
+    def __init__(self, redis: Redis) -> None:
         # register_script sends EVALSHA and loads the script only when Redis lacks it.
         self._script = redis.register_script(GCRA_LUA)
-
-    def key(self, *parts: str) -> str:
-        return self.prefix + ":".join(parts)
 
     async def check(self, buckets: Sequence[Bucket]) -> Decision:
         args: list[int] = []
@@ -105,3 +72,49 @@ class RateLimiter:
             reset_seconds=math.ceil(int(reset_us) / 1_000_000),
             retry_after_seconds=max(1, math.ceil(int(retry_us) / 1_000_000)) if not allowed else 0,
         )
+
+
+class RateLimiterDown(Exception):
+    """Redis cannot decide and the gateway is set to fail closed."""
+
+
+class GuardedLimiter:
+    """A :class:`RateLimiter` that a Redis outage cannot stall: it fails open or closed, as set.
+
+    After a failure Redis is skipped for ``REDIS_RETRY_SECONDS``, so a dead one costs one
+    failed call per second, not one per request. Every decision Redis could not make is
+    counted in ``errors``.
+    """
+
+    def __init__(self, limiter: RateLimiter, *, fail_open: bool, errors: Counter) -> None:
+        self._limiter = limiter
+        self._fail_open = fail_open
+        self._errors = errors
+        self._down_until = 0.0
+        self._last_warning = 0.0
+
+    async def decide(self, buckets: Sequence[Bucket]) -> Decision | None:
+        """The limiter's decision; ``None`` when Redis cannot answer and we fail open.
+
+        Raises :class:`RateLimiterDown` when Redis cannot answer and we fail closed.
+        """
+        now = time.monotonic()
+        if now < self._down_until:
+            self._unavailable(None)
+            return None
+        try:
+            return await self._limiter.check(buckets)
+        except (RedisError, OSError) as exc:
+            self._down_until = now + REDIS_RETRY_SECONDS
+            self._unavailable(exc)
+            return None
+
+    def _unavailable(self, exc: Exception | None) -> None:
+        self._errors.inc()
+        if exc is not None:
+            now = time.monotonic()
+            if now - self._last_warning > _WARNING_INTERVAL_SECONDS:
+                self._last_warning = now
+                log.warning("rate limiter unavailable (failing %s): %s", "open" if self._fail_open else "closed", exc)
+        if not self._fail_open:
+            raise RateLimiterDown

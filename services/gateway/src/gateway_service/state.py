@@ -1,10 +1,9 @@
-"""Everything the gateway holds for its lifetime, built at start and closed at stop."""
+"""Everything the gateway holds for its lifetime: ``app.state.gateway``."""
 
 from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import Mapping
 
 from modelgate_shared.db import make_engine, ping
 from modelgate_shared.health import Check
@@ -17,33 +16,39 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .identity import IdentityResolver
 from .log_writer import LogWriter
 from .metrics import GatewayMetrics
-from .policies import RatePolicy, parse_policy
-from .ratelimit import RateLimiter
+from .openapi import UpstreamSpecs
+from .policies import PolicySet, parse_policy
+from .ratelimit import GuardedLimiter, RateLimiter
 from .settings import GatewaySettings
 from .upstreams import Upstream, UpstreamPool
 
 log = logging.getLogger(__name__)
 
 
-class Gateway:
+class GatewayState:
+    """Built with the app, so the proxy and the routes hold it from the start; the
+    lifespan opens its connections (:meth:`start`) and closes them (:meth:`stop`)."""
+
     def __init__(self, settings: GatewaySettings) -> None:
         self.settings = settings
         self.metrics = GatewayMetrics()
         self.verifier: TokenVerifier = settings.build_verifier()
         self.identity = IdentityResolver(self.verifier)
         self.trusted = settings.trusted_networks()
-        self.default_policy = settings.policy("rate_limit_default")
-        self.login_ip_policy = settings.policy("rate_limit_login_ip")
-        self.login_username_policy = settings.policy("rate_limit_login_username")
-        self.overrides: Mapping[str, RatePolicy] = {
-            key: parse_policy(value, key) for key, value in settings.rate_limit_overrides.items()
-        }
+        self.policies = PolicySet(
+            key_prefix=settings.redis_key_prefix,
+            default=settings.policy("rate_limit_default"),
+            login_ip=settings.policy("rate_limit_login_ip"),
+            login_username=settings.policy("rate_limit_login_username"),
+            overrides={key: parse_policy(value, key) for key, value in settings.rate_limit_overrides.items()},
+        )
         self.pool: UpstreamPool
         self.redis: Redis
         self.redis_pool: BlockingConnectionPool
-        self.limiter: RateLimiter
+        self.limiter: GuardedLimiter
         self.writer: LogWriter
         self.engine: AsyncEngine
+        self.upstream_specs: UpstreamSpecs
 
     async def start(self) -> None:
         s = self.settings
@@ -59,7 +64,11 @@ class Gateway:
             retry=Retry(NoBackoff(), 0),
         )
         self.redis = Redis(connection_pool=self.redis_pool)
-        self.limiter = RateLimiter(self.redis, s.redis_key_prefix)
+        self.limiter = GuardedLimiter(
+            RateLimiter(self.redis),
+            fail_open=s.rate_limit_fail_open,
+            errors=self.metrics.rate_limit_backend_errors,
+        )
         self.writer = LogWriter(
             s.database_url,
             self.metrics,
@@ -71,6 +80,7 @@ class Gateway:
         self.metrics.track_queue_depth(lambda: self.writer.depth)
         self.writer.start()
         self.engine = make_engine(s.database_url, pool_size=2, max_overflow=2)
+        self.upstream_specs = UpstreamSpecs(self.pool, s.docs_refresh_seconds)
         try:
             await self.verifier.keys.load()
         except Exception as exc:  # keys may appear later (auth writes them); verify() refetches

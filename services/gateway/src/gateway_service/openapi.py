@@ -1,4 +1,4 @@
-"""Unified ``/docs``: the gateway's own OpenAPI merged with its upstreams', as the gateway exposes them."""
+"""The platform's one OpenAPI: the gateway's own merged with its upstreams', as the gateway exposes them."""
 
 from __future__ import annotations
 
@@ -7,17 +7,9 @@ import logging
 import time
 from typing import Any
 
-from fastapi import FastAPI, Request
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.openapi.utils import get_openapi
-from fastapi.responses import HTMLResponse, JSONResponse
-
-from .runtime import Gateway
-from .upstreams import Route
+from .upstreams import Route, UpstreamPool
 
 log = logging.getLogger(__name__)
-
-TOKEN_URL = "/auth/token"  # noqa: S105 - a URL, not a secret
 
 
 def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
@@ -35,8 +27,11 @@ def _rewrite_refs(node: Any, renames: dict[str, str]) -> Any:
     return node
 
 
-def merge_openapi(base: dict[str, Any], upstream_specs: list[tuple[Route, dict[str, Any]]]) -> dict[str, Any]:
-    """Pure: add each upstream's paths under the gateway path that reaches them.
+def merge_openapi(
+    base: dict[str, Any], upstream_specs: list[tuple[Route, dict[str, Any]]], token_url: str
+) -> dict[str, Any]:
+    """Pure: add each upstream's paths under the gateway path that reaches them, and point
+    every OAuth2 flow at ``token_url``, the token endpoint as clients see it.
 
     Schemas that collide with a different definition are renamed with the route name
     so no spec silently overwrites another.
@@ -58,7 +53,7 @@ def merge_openapi(base: dict[str, Any], upstream_specs: list[tuple[Route, dict[s
             # Clients log in through the gateway whatever the upstream thinks its token URL is.
             for flow in scheme.get("flows", {}).values():
                 if "tokenUrl" in flow:
-                    flow["tokenUrl"] = TOKEN_URL
+                    flow["tokenUrl"] = token_url
             security_schemes.setdefault(name, scheme)
         for path, item in spec.get("paths", {}).items():
             public = route.prefix.rstrip("/") + path if route.strip_prefix else path
@@ -74,21 +69,22 @@ def merge_openapi(base: dict[str, Any], upstream_specs: list[tuple[Route, dict[s
     return merged
 
 
-class DocsCache:
-    """Upstream specs fetched lazily and refreshed at most every ``refresh`` seconds; the
-    last good copy (or nothing) serves when an upstream is down."""
+class UpstreamSpecs:
+    """The upstreams' own specs, fetched lazily and refreshed at most every ``refresh``
+    seconds; the last good copy (or nothing) serves when an upstream is down."""
 
-    def __init__(self, gateway: Gateway, refresh: float) -> None:
-        self.gateway = gateway
+    def __init__(self, pool: UpstreamPool, refresh: float) -> None:
+        self.pool = pool
         self.refresh = refresh
         self.specs: dict[str, dict[str, Any]] = {}
         self.fetched_at: float | None = None
 
-    async def upstream_specs(self) -> list[tuple[Route, dict[str, Any]]]:
+    async def current(self) -> list[tuple[Route, dict[str, Any]]]:
+        """Each route's spec, for :func:`merge_openapi`."""
         now = time.monotonic()
         if self.fetched_at is None or now - self.fetched_at >= self.refresh:
             self.fetched_at = now
-            for upstream in self.gateway.pool.by_url.values():
+            for upstream in self.pool.by_url.values():
                 try:
                     response = await upstream.client.get("/openapi.json", timeout=3.0)
                     response.raise_for_status()
@@ -97,29 +93,10 @@ class DocsCache:
                     log.warning("could not fetch OpenAPI from %s: %r", upstream.url, exc)
         seen: set[tuple[str, str]] = set()
         result = []
-        for route in self.gateway.pool.routes:
+        for route in self.pool.routes:
             for upstream in route.upstreams[:1]:
                 spec = self.specs.get(upstream.url)
                 if spec is not None and (route.prefix, upstream.url) not in seen:
                     seen.add((route.prefix, upstream.url))
                     result.append((route, spec))
         return result
-
-
-def install_docs(app: FastAPI, gateway: Gateway) -> None:
-    cache = DocsCache(gateway, gateway.settings.docs_refresh_seconds)
-
-    async def openapi_json(request: Request) -> JSONResponse:
-        base = get_openapi(title="modelgate", version=app.version, routes=app.routes)
-        return JSONResponse(merge_openapi(base, await cache.upstream_specs()))
-
-    async def swagger(request: Request) -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="modelgate API",
-            init_oauth={"clientId": "modelgate-docs"},
-            swagger_ui_parameters={"persistAuthorization": True},
-        )
-
-    app.add_api_route("/openapi.json", openapi_json, include_in_schema=False)
-    app.add_api_route("/docs", swagger, include_in_schema=False)

@@ -1,0 +1,1 @@
+"""The gateway's own endpoints (everything else is proxied)."""
