@@ -15,6 +15,7 @@ from pathlib import Path
 import httpx
 import psutil
 from modelgate_shared.stack import Stack, StackError
+from modelgate_shared.testing import training_data_source
 
 from . import cpu_usage, machine, pinning, report, stack_setup
 from .scenarios import Bench, Options, Outcome, ScenarioError
@@ -38,7 +39,7 @@ def _train_model(model_dir: Path) -> None:
     env = {
         **os.environ,
         "MODELGATE_INFERENCE_MODEL_DIR": str(model_dir),
-        "MODELGATE_TRAINING_DATA": stack_setup.training_data(),
+        "MODELGATE_TRAINING_DATA": training_data_source(),
     }
     result = subprocess.run(
         [sys.executable, "-m", "inference_service.train", "--if-missing"], env=env, capture_output=True, text=True
@@ -86,7 +87,7 @@ def _context(
             "bcrypt_rounds": 12,
             "rate_limits": "; ".join(env_note) or "stack not started",
             "services": "launcher defaults otherwise (log level INFO, 1 worker)",
-            "training_data": stack_setup.training_data(),
+            "training_data": training_data_source(),
             "extra_stack_env": dict(options.stack_env) or "none",
             "profiled": list(options.profile) or "no",
         },

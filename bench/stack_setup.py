@@ -4,26 +4,19 @@ tokens and the request_log count."""
 from __future__ import annotations
 
 import asyncio
-import os
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 from modelgate_shared.db import asyncpg_dsn
-from modelgate_shared.stack import DEFAULT_TRAINING_DATA, Stack, StackSettings, free_port
+from modelgate_shared.stack import Stack, StackSettings, free_port
+from modelgate_shared.testing import training_data_source
 
-LOCAL_PIMA = Path(__file__).resolve().parents[2] / "shared" / "data" / "pima-indians-diabetes.csv"
 # High enough never to trigger in a 10 s run: the limiter still runs its Redis script per request.
 NEVER_LIMIT = "100000000/second:100000000"
 RATE_LIMIT_FIELDS = ("rate_limit_default", "rate_limit_login_ip", "rate_limit_login_username")
 GATEWAY_PREFIX = "MODELGATE_GATEWAY_"
-
-
-def training_data() -> str:
-    if value := os.environ.get("MODELGATE_TRAINING_DATA"):
-        return value
-    return str(LOCAL_PIMA) if LOCAL_PIMA.exists() else DEFAULT_TRAINING_DATA
 
 
 def rate_limit_env() -> tuple[dict[str, str], str]:
@@ -61,7 +54,7 @@ def make_stack(state_dir: Path, extra: dict[str, str] | None = None) -> Stack:
         gateway_port=free_port(),
         auth_port=free_port(),
         inference_port=free_port(),
-        training_data=training_data(),
+        training_data=training_data_source(),
     )
     env, _ = bench_env()
     return Stack(settings, ephemeral=True, log_to_files=True, extra_env={**env, **(extra or {})})

@@ -1,29 +1,48 @@
-"""The e2e suite starts the real stack through the same launcher as ``make up``."""
+"""The e2e suite starts the real stack through the same launcher as ``make up``.
+
+One stack serves the whole session, so tests share its rate-limit buckets. Each test uses
+its own usernames. Every login from the plain ``gateway`` client costs one token from the
+per-IP login bucket of 127.0.0.1 (``60/minute:30``, and the suite runs in seconds), so a test
+that logs in more than a couple of times uses ``own_ip_client``: a client behind the trusted
+proxy with an X-Forwarded-For address of its own, hence login and anonymous buckets of its own.
+"""
 
 from __future__ import annotations
 
-import os
+import asyncio
+import ipaddress
 import uuid
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import TypeVar
 
 import httpx
 import pytest
-from modelgate_shared.stack import DEFAULT_TRAINING_DATA, Stack, running_stack
-
-ROOT = Path(__file__).resolve().parents[2]
-LOCAL_PIMA = ROOT.parent / "shared" / "data" / "pima-indians-diabetes.csv"
+from modelgate_shared.stack import Stack, running_stack
+from modelgate_shared.testing import training_data_source
 
 ADMIN_USERNAME = "e2e-admin"
 ADMIN_PASSWORD = f"admin-{uuid.uuid4().hex}"
 # Small enough to reach in a test, large enough that the other tests never hit it.
 PREDICT_LIMIT_PER_MINUTE = 120
+# A reverse proxy in front of the gateway, as far as the gateway knows: the only peer whose
+# X-Forwarded-For it believes. Everything else connects from 127.0.0.1 and is a direct client,
+# exactly as with the default (empty) MODELGATE_GATEWAY_TRUSTED_PROXIES. Linux routes all of
+# 127.0.0.0/8 to loopback, so a client only has to bind to this address to be that proxy.
+PROXY_ADDRESS = "127.0.0.2"
+# Auth believes X-Forwarded-For from the gateway (127.0.0.1, its default); the gateway passes a
+# trusted proxy's chain on with the proxy appended, so auth has to trust that proxy too to see
+# past it. An operator who puts a proxy in front of the gateway must list it in both settings.
+AUTH_TRUSTED_PROXIES = f'["127.0.0.1/32", "::1/128", "{PROXY_ADDRESS}/32"]'
+DEADLINE_SECONDS = 10.0
+
+T = TypeVar("T")
+# RFC 2544's benchmarking range: never a real client, and plenty of addresses for a session.
+_client_addresses = (str(ip) for ip in ipaddress.ip_network("198.18.0.0/15").hosts())
 
 
-def training_data() -> str:
-    if value := os.environ.get("MODELGATE_TRAINING_DATA"):
-        return value
-    return str(LOCAL_PIMA) if LOCAL_PIMA.exists() else DEFAULT_TRAINING_DATA
+def fresh_client_ip() -> str:
+    """An address no other test of this session uses (the proxy's clients)."""
+    return next(_client_addresses)
 
 
 @pytest.fixture(scope="session")
@@ -34,27 +53,97 @@ def stack() -> Iterator[Stack]:
         "MODELGATE_ADMIN_PASSWORD": ADMIN_PASSWORD,
         "MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT": f"{PREDICT_LIMIT_PER_MINUTE}/minute",
         "MODELGATE_GATEWAY_LOG_FLUSH_INTERVAL_SECONDS": "0.1",
+        "MODELGATE_GATEWAY_TRUSTED_PROXIES": f'["{PROXY_ADDRESS}/32"]',
+        "MODELGATE_AUTH_TRUSTED_PROXIES": AUTH_TRUSTED_PROXIES,
     }
-    with running_stack(training_data=training_data(), extra_env=extra_env) as running:
+    with running_stack(training_data=training_data_source(), extra_env=extra_env) as running:
         yield running
 
 
 @pytest.fixture(scope="session")
 async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """A direct client of the gateway, from 127.0.0.1."""
     async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
         yield client
 
 
-async def signup_and_login(gateway: httpx.AsyncClient, scope: str | None = None) -> tuple[str, str]:
+@pytest.fixture(scope="session")
+async def proxy(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
+    """The trusted reverse proxy: whatever X-Forwarded-For it sends is believed."""
+    transport = httpx.AsyncHTTPTransport(local_address=PROXY_ADDRESS)
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30, transport=transport) as client:
+        yield client
+
+
+@pytest.fixture
+def own_ip() -> str:
+    """This test's client address, for ``own_ip_client``."""
+    return fresh_client_ip()
+
+
+@pytest.fixture
+async def own_ip_client(stack: Stack, own_ip: str) -> AsyncIterator[httpx.AsyncClient]:
+    """A client behind the trusted proxy whose address (``own_ip``) no other test uses."""
+    transport = httpx.AsyncHTTPTransport(local_address=PROXY_ADDRESS)
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, timeout=30, transport=transport, headers={"X-Forwarded-For": own_ip}
+    ) as client:
+        yield client
+
+
+@pytest.fixture(scope="session")
+async def admin_token(gateway: httpx.AsyncClient) -> str:
+    response = await gateway.post(
+        "/auth/token",
+        data={"grant_type": "password", "username": ADMIN_USERNAME, "password": ADMIN_PASSWORD, "scope": "admin"},
+    )
+    assert response.status_code == 200, response.text
+    return str(response.json()["access_token"])
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def sign_up(client: httpx.AsyncClient) -> tuple[str, str, str]:
+    """A new user: (username, password, user id, which is every token's ``sub``)."""
     username = f"user-{uuid.uuid4().hex[:10]}"
     password = f"pw-{uuid.uuid4().hex}"
-    response = await gateway.post(
+    response = await client.post(
         "/auth/users", json={"username": username, "password": password, "email": f"{username}@example.com"}
     )
     assert response.status_code == 201, response.text
+    return username, password, str(response.json()["id"])
+
+
+async def password_login(
+    client: httpx.AsyncClient, username: str, password: str, scope: str | None = None
+) -> dict[str, str]:
+    """The token response of a successful password grant."""
     form = {"grant_type": "password", "username": username, "password": password}
     if scope:
         form["scope"] = scope
-    token = await gateway.post("/auth/token", data=form)
-    assert token.status_code == 200, token.text
-    return username, token.json()["access_token"]
+    response = await client.post("/auth/token", data=form)
+    assert response.status_code == 200, response.text
+    return dict(response.json())
+
+
+async def signup_and_login(gateway: httpx.AsyncClient, scope: str | None = None) -> tuple[str, str]:
+    username, password, _ = await sign_up(gateway)
+    return username, (await password_login(gateway, username, password, scope))["access_token"]
+
+
+async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within: float = DEADLINE_SECONDS) -> T:
+    """Poll ``check`` until it returns something other than None; fail after ``within`` seconds.
+
+    For effects that happen off the request path (the request log is written in batches).
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        result = await check()
+        if result is not None:
+            return result
+        if loop.time() > deadline:
+            pytest.fail(f"{what}: not seen within {within:.0f}s")
+        await asyncio.sleep(0.05)

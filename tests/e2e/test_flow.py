@@ -34,14 +34,14 @@ async def test_signup_token_predict(gateway: httpx.AsyncClient) -> None:
     assert response.headers["x-request-id"]
 
 
-async def test_token_response_shape(gateway: httpx.AsyncClient) -> None:
+async def test_wrong_password_is_invalid_grant_through_the_gateway(gateway: httpx.AsyncClient) -> None:
     username, _ = await signup_and_login(gateway)
-    # A fresh login returns the RFC 6749 fields.
     token = await gateway.post(
         "/auth/token", data={"grant_type": "password", "username": username, "password": "wrong password!!"}
     )
+    # Auth's RFC 6749 error body passes through the gateway unchanged.
     assert token.status_code == 400
-    assert token.json()["error"] == "invalid_grant"
+    assert token.json() == {"error": "invalid_grant", "error_description": "invalid username or password"}
 
 
 async def test_predict_without_valid_token_is_401(gateway: httpx.AsyncClient) -> None:

@@ -12,8 +12,7 @@ from pathlib import Path
 import httpx
 import psutil
 from modelgate_shared.stack import free_port
-
-from .conftest import training_data
+from modelgate_shared.testing import training_data_source
 
 
 def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
@@ -24,7 +23,7 @@ def test_up_serves_then_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         "MODELGATE_GATEWAY_PORT": str(gateway_port),
         "MODELGATE_AUTH_PORT": str(free_port()),
         "MODELGATE_INFERENCE_PORT": str(free_port()),
-        "MODELGATE_TRAINING_DATA": training_data(),
+        "MODELGATE_TRAINING_DATA": training_data_source(),
         "MODELGATE_AUTH_BCRYPT_ROUNDS": "4",
     }
     # The launcher's own database choice is under test here, not an inherited one.
