@@ -13,14 +13,14 @@ PYTEST_ARGS ?=
 help:
 	@echo "make up     start auth, inference and gateway on http://127.0.0.1:8000 (Ctrl-C stops)"
 	@echo "make test   run every service's tests and the end-to-end suite"
-	@echo "make lint   ruff"
+	@echo "make lint   ruff and mypy"
 	@echo "make bench  load-test the stack against a bare baseline (see bench/README.md)"
 
 # Re-install only when a package definition changes.
 $(STAMP): $(foreach p,$(PACKAGES),$(p)/pyproject.toml)
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e 'shared[stack,test]' -e 'services/auth[test]' -e 'services/inference[test]' -e 'services/gateway[test]' ruff pyyaml
+	$(PIP) install --quiet -e 'shared[stack,test]' -e 'services/auth[test]' -e 'services/inference[test]' -e 'services/gateway[test]' ruff mypy pyyaml
 	@touch $@
 
 venv: $(STAMP)
@@ -44,6 +44,7 @@ test-%: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy --config-file mypy.ini shared/src services/auth/src services/inference/src services/gateway/src
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .

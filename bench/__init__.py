@@ -1,1 +1,1 @@
-"""modelgate benchmarks (issue 6): ``python -m bench`` / ``make bench``."""
+"""modelgate benchmarks: ``python -m bench`` / ``make bench``."""

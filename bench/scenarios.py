@@ -1,4 +1,4 @@
-"""The scenarios of issue 6: each one a wrk load (or three at once) against the running servers."""
+"""The bench scenarios: each one a wrk load (or three at once) against the running servers."""
 
 from __future__ import annotations
 
