@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import httpx
 import pytest
 
-from .conftest import bearer, eventually, password_login, sign_up
+from ..conftest import bearer, eventually, password_login, sign_up
 
 PIMA_ROW = {"preg": 6, "plas": 148, "pres": 72, "skin": 35, "test": 0, "mass": 33.6, "pedi": 0.627, "age": 50}
 

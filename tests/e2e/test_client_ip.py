@@ -11,7 +11,7 @@ import uuid
 
 import httpx
 
-from .conftest import bearer, eventually, fresh_client_ip, password_login, sign_up
+from ..conftest import bearer, eventually, fresh_client_ip, password_login, sign_up
 
 SPOOFED = "203.0.113.66"
 

@@ -10,7 +10,7 @@ import httpx
 from modelgate_shared.db import asyncpg_dsn
 from modelgate_shared.stack import Stack
 
-from .conftest import ADMIN_PASSWORD, ADMIN_USERNAME, PREDICT_LIMIT_PER_MINUTE, signup_and_login
+from ..conftest import ADMIN_PASSWORD, ADMIN_USERNAME, PREDICT_LIMIT_PER_MINUTE, signup_and_login
 
 PIMA_ROW = {"preg": 6, "plas": 148, "pres": 72, "skin": 35, "test": 0, "mass": 33.6, "pedi": 0.627, "age": 50}
 

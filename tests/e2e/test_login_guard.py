@@ -14,7 +14,7 @@ from urllib.parse import urlencode
 import httpx
 import pytest
 
-from .conftest import bearer, eventually, sign_up
+from ..conftest import bearer, eventually, sign_up
 
 BURST = 5
 USERNAME_POLICY = "10;w=60;burst=5"

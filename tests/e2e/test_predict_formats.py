@@ -11,7 +11,7 @@ import random
 import httpx
 import pytest
 
-from .conftest import bearer, signup_and_login
+from ..conftest import bearer, signup_and_login
 
 # Rows of the Pima data set, by feature name; two are diabetic (label 1) in the data.
 ROWS = [

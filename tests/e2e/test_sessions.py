@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import httpx
 
-from .conftest import bearer, password_login, sign_up
+from ..conftest import bearer, password_login, sign_up
 
 
 async def refresh(client: httpx.AsyncClient, refresh_token: str) -> httpx.Response:

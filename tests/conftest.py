@@ -1,4 +1,4 @@
-"""The e2e suite starts the real stack through the same launcher as ``make up``.
+"""The e2e and security suites start the real stack through the same launcher as ``make up``.
 
 One stack serves the whole session, so tests share its rate-limit buckets. Each test uses
 its own usernames. Every login from the plain ``gateway`` client costs one token from the
