@@ -8,11 +8,12 @@ PACKAGES := shared services/auth services/inference services/gateway
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: help venv up test lint format bench clean
+.PHONY: help venv up test fuzz lint format bench clean
 
 help:
 	@echo "make up     start auth, inference and gateway on http://127.0.0.1:8000 (Ctrl-C stops)"
 	@echo "make test   run every service's tests and the end-to-end suite"
+	@echo "make fuzz   schemathesis against every service through the gateway, FUZZ_EXAMPLES=200 per operation"
 	@echo "make lint   ruff and mypy"
 	@echo "make bench  load-test the stack against a bare baseline (see bench/README.md)"
 
@@ -37,6 +38,11 @@ test: $(STAMP)
 	  echo "=== $$suite"; \
 	  (cd $$suite && $(abspath $(PY)) -m pytest $(PYTEST_ARGS)) || status=1; \
 	done; exit $$status
+
+# The fuzz module of the security suite with many examples (make test runs it with a few).
+FUZZ_EXAMPLES ?= 200
+fuzz: $(STAMP)
+	cd tests && MODELGATE_FUZZ_REQUIRED=1 MODELGATE_FUZZ_EXAMPLES=$(FUZZ_EXAMPLES) $(abspath $(PY)) -m pytest security/test_fuzz.py $(PYTEST_ARGS)
 
 test-%: $(STAMP)
 	cd $(if $(filter e2e deploy,$*),tests,$(if $(filter shared bench,$*),$*,services/$*)) && $(abspath $(PY)) -m pytest $(PYTEST_ARGS)

@@ -83,7 +83,8 @@ def _context(
             "login_storm_concurrency": options.storm_concurrency,
             "scenarios": list(options.scenarios),
             "wrk": "1 thread, --latency, --timeout 60s, bench/lua/request.lua",
-            "uvicorn": "1 worker per service (launcher default), --no-access-log",
+            "uvicorn": "1 worker per service (launcher default), --no-access-log, "
+            "--http modelgate_shared.client_timeouts (the baseline: uvicorn's own)",
             "bcrypt_rounds": 12,
             "rate_limits": "; ".join(env_note) or "stack not started",
             "services": "launcher defaults otherwise (log level INFO, 1 worker)",

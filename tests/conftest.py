@@ -10,14 +10,18 @@ proxy with an X-Forwarded-For address of its own, hence login and anonymous buck
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import ipaddress
+import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from typing import TypeVar
+from urllib.parse import parse_qs
 
 import httpx
 import pytest
-from modelgate_shared.stack import Stack, running_stack
+from modelgate_shared.stack import Stack, free_port, running_stack
 from modelgate_shared.testing import training_data_source
 
 ADMIN_USERNAME = "e2e-admin"
@@ -34,6 +38,14 @@ PROXY_ADDRESS = "127.0.0.2"
 # past it. An operator who puts a proxy in front of the gateway must list it in both settings.
 AUTH_TRUSTED_PROXIES = f'["127.0.0.1/32", "::1/128", "{PROXY_ADDRESS}/32"]'
 DEADLINE_SECONDS = 10.0
+# Short, so the slow-client tests (tests/security/test_slow_clients.py) finish quickly; every
+# other test sends its requests whole, long before either deadline.
+CLIENT_HEADER_TIMEOUT_SECONDS = 3
+CLIENT_BODY_TIMEOUT_SECONDS = 3
+# An operator's host (the loopback trick of PROXY_ADDRESS): the one client allowed /metrics on
+# the public URL without a token. Prometheus scrapes the metrics port instead.
+METRICS_SCRAPER_ADDRESS = "127.0.0.3"
+METRICS_PORT = free_port()
 
 T = TypeVar("T")
 # RFC 2544's benchmarking range: never a real client, and plenty of addresses for a session.
@@ -55,15 +67,20 @@ def stack() -> Iterator[Stack]:
         "MODELGATE_GATEWAY_LOG_FLUSH_INTERVAL_SECONDS": "0.1",
         "MODELGATE_GATEWAY_TRUSTED_PROXIES": f'["{PROXY_ADDRESS}/32"]',
         "MODELGATE_AUTH_TRUSTED_PROXIES": AUTH_TRUSTED_PROXIES,
+        "MODELGATE_HEADER_TIMEOUT_SECONDS": str(CLIENT_HEADER_TIMEOUT_SECONDS),
+        "MODELGATE_BODY_TIMEOUT_SECONDS": str(CLIENT_BODY_TIMEOUT_SECONDS),
+        "MODELGATE_GATEWAY_METRICS_ALLOW": f'["{METRICS_SCRAPER_ADDRESS}/32"]',
+        "MODELGATE_GATEWAY_METRICS_PORT": str(METRICS_PORT),
     }
     with running_stack(training_data=training_data_source(), extra_env=extra_env) as running:
+        STACKS.append(running)
         yield running
 
 
 @pytest.fixture(scope="session")
 async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """A direct client of the gateway, from 127.0.0.1."""
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30) as client:
+    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30, event_hooks=RECORD_SECRETS) as client:
         yield client
 
 
@@ -71,7 +88,9 @@ async def gateway(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
 async def proxy(stack: Stack) -> AsyncIterator[httpx.AsyncClient]:
     """The trusted reverse proxy: whatever X-Forwarded-For it sends is believed."""
     transport = httpx.AsyncHTTPTransport(local_address=PROXY_ADDRESS)
-    async with httpx.AsyncClient(base_url=stack.gateway_url, timeout=30, transport=transport) as client:
+    async with httpx.AsyncClient(
+        base_url=stack.gateway_url, timeout=30, transport=transport, event_hooks=RECORD_SECRETS
+    ) as client:
         yield client
 
 
@@ -86,7 +105,11 @@ async def own_ip_client(stack: Stack, own_ip: str) -> AsyncIterator[httpx.AsyncC
     """A client behind the trusted proxy whose address (``own_ip``) no other test uses."""
     transport = httpx.AsyncHTTPTransport(local_address=PROXY_ADDRESS)
     async with httpx.AsyncClient(
-        base_url=stack.gateway_url, timeout=30, transport=transport, headers={"X-Forwarded-For": own_ip}
+        base_url=stack.gateway_url,
+        timeout=30,
+        transport=transport,
+        headers={"X-Forwarded-For": own_ip},
+        event_hooks=RECORD_SECRETS,
     ) as client:
         yield client
 
@@ -113,6 +136,7 @@ async def sign_up(client: httpx.AsyncClient) -> tuple[str, str, str]:
         "/auth/users", json={"username": username, "password": password, "email": f"{username}@example.com"}
     )
     assert response.status_code == 201, response.text
+    SECRETS.add("password", password)
     return username, password, str(response.json()["id"])
 
 
@@ -125,6 +149,8 @@ async def password_login(
         form["scope"] = scope
     response = await client.post("/auth/token", data=form)
     assert response.status_code == 200, response.text
+    SECRETS.add("password", password)
+    SECRETS.record_token_response(response.json())
     return dict(response.json())
 
 
@@ -147,3 +173,106 @@ async def eventually(check: Callable[[], Awaitable[T | None]], what: str, within
         if loop.time() > deadline:
             pytest.fail(f"{what}: not seen within {within:.0f}s")
         await asyncio.sleep(0.05)
+
+
+# -- the secrets ledger (tests/security/test_secrets.py) ------------------------------------------
+# Every credential the session sends to or gets from a stack, so that the last test can search the
+# stacks' databases, logs and state folders for them. The helpers above record what they create;
+# the fixtures' clients record whatever any test sends or receives (request and response hooks).
+
+# Form, JSON and query fields that carry a credential, in any API of the stack.
+PASSWORD_FIELDS = ("password", "current_password", "new_password")
+TOKEN_FIELDS = ("refresh_token", "access_token", "token")
+# What auth's tokens look like: a JWS, or a refresh token (base64url).
+TOKEN_SHAPE = re.compile(r"[A-Za-z0-9_-]{20,}|[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*")
+
+
+class SecretLedger:
+    """Credentials by value (and what kind each is). Values too short or too uniform to be a
+    credential (``"x"``, ``"a" * 10_000``) are left out: they would match by coincidence."""
+
+    MIN_LENGTH, MAX_LENGTH, MIN_DISTINCT = 8, 16384, 6
+
+    def __init__(self) -> None:
+        self._kinds: dict[str, tuple[str, str]] = {}
+        self.current_test = "(session set-up)"  # where a value was first seen, to tell a hit's source
+
+    def add(self, kind: str, value: object) -> None:
+        if (
+            isinstance(value, str)
+            and self.MIN_LENGTH <= len(value) <= self.MAX_LENGTH
+            and len(set(value)) >= self.MIN_DISTINCT
+            and value.isprintable()
+        ):
+            self._kinds.setdefault(value, (kind, self.current_test))
+
+    def add_token(self, kind: str, value: object) -> None:
+        if isinstance(value, str) and TOKEN_SHAPE.fullmatch(value):
+            self.add(kind, value)
+
+    def record_token_response(self, body: object) -> None:
+        if isinstance(body, dict):
+            self.add_token("access token", body.get("access_token"))
+            self.add_token("refresh token", body.get("refresh_token"))
+
+    def record_fields(self, fields: object) -> None:
+        """The credentials in a request's fields. A value also sent in a field that is no
+        credential (a hostile-input test's one string in every field) is not one."""
+        if not isinstance(fields, dict):
+            return
+        values = {n: v if isinstance(v, list) else [v] for n, v in fields.items()}
+        credential_fields = PASSWORD_FIELDS + TOKEN_FIELDS
+        public = {v for n, vs in values.items() if n not in credential_fields for v in vs if isinstance(v, str)}
+        for name in PASSWORD_FIELDS:
+            for value in values.get(name, []):
+                if isinstance(value, str) and value not in public:
+                    self.add("password", value)
+        for name in TOKEN_FIELDS:
+            for value in values.get(name, []):
+                self.add_token(name.replace("_", " "), value)
+
+    def items(self) -> list[tuple[str, str, str]]:
+        """``(kind, value, the test that first sent or received it)``."""
+        return [(kind, value, origin) for value, (kind, origin) in self._kinds.items()]
+
+    def __len__(self) -> int:
+        return len(self._kinds)
+
+
+SECRETS = SecretLedger()
+SECRETS.add("password", ADMIN_PASSWORD)
+# Every stack this session started, for the same search.
+STACKS: list[Stack] = []
+
+
+async def _record_request(request: httpx.Request) -> None:
+    scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+    if scheme.lower() == "bearer":
+        SECRETS.add_token("bearer token", credentials.strip())
+    SECRETS.record_fields(parse_qs(request.url.query.decode("latin-1")))
+    try:
+        content = request.content
+    except httpx.RequestNotRead:  # a streamed body (multipart): not read here
+        return
+    content_type = request.headers.get("content-type", "")
+    if content_type.startswith("application/x-www-form-urlencoded"):
+        SECRETS.record_fields(parse_qs(content.decode("latin-1")))
+    elif "json" in content_type:
+        # RecursionError: a hostile-input test's 10,000 levels of nesting.
+        with contextlib.suppress(ValueError, RecursionError):
+            SECRETS.record_fields(json.loads(content))
+
+
+async def _record_response(response: httpx.Response) -> None:
+    if response.request.url.path.endswith("/token") and response.status_code == 200:
+        await response.aread()
+        with contextlib.suppress(ValueError):
+            SECRETS.record_token_response(response.json())
+
+
+RECORD_SECRETS = {"request": [_record_request], "response": [_record_response]}
+
+
+@pytest.fixture(autouse=True)
+def _secrets_origin(request: pytest.FixtureRequest) -> None:
+    SECRETS.current_test = request.node.nodeid

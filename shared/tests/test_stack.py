@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 import pytest
+from modelgate_shared.backing import Provided
 from modelgate_shared.stack import Stack, StackError, StackSettings, free_port, up
 
 
@@ -36,3 +37,23 @@ def test_urls_and_issuer_follow_the_gateway_port(tmp_path: Path) -> None:
     stack = Stack(StackSettings(state_dir=tmp_path, gateway_port=18080))
     assert stack.gateway_url == "http://127.0.0.1:18080"
     assert stack.issuer == "http://127.0.0.1:18080/auth"
+
+
+def test_auth_publishes_revocations_to_the_gateways_redis(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("GATEWAY_REDIS_URL", "GATEWAY_REDIS_KEY_PREFIX", "AUTH_REDIS_URL", "AUTH_REDIS_KEY_PREFIX"):
+        monkeypatch.delenv(f"MODELGATE_{name}", raising=False)
+    stack = Stack(StackSettings(state_dir=tmp_path))
+    stack.postgres = Provided("postgresql://pg.test/modelgate", "environment")
+    stack.redis = Provided("redis://redis.test:6379/0", "environment")
+    env = stack.env()
+    assert env["MODELGATE_AUTH_REDIS_URL"] == env["MODELGATE_GATEWAY_REDIS_URL"] == "redis://redis.test:6379/0"
+    assert "MODELGATE_AUTH_REDIS_KEY_PREFIX" not in env  # both services default to the same prefix
+
+    # The gateway's Redis or prefix set by hand: auth follows it, unless it is set apart too.
+    monkeypatch.setenv("MODELGATE_GATEWAY_REDIS_URL", "redis://elsewhere.test:6379/1")
+    monkeypatch.setenv("MODELGATE_GATEWAY_REDIS_KEY_PREFIX", "mine:")
+    env = stack.env()
+    assert env["MODELGATE_AUTH_REDIS_URL"] == "redis://elsewhere.test:6379/1"
+    assert env["MODELGATE_AUTH_REDIS_KEY_PREFIX"] == "mine:"
+    monkeypatch.setenv("MODELGATE_AUTH_REDIS_URL", "redis://auth-own.test:6379/2")
+    assert stack.env()["MODELGATE_AUTH_REDIS_URL"] == "redis://auth-own.test:6379/2"

@@ -10,7 +10,7 @@ import pytest
 from modelgate_shared.keys import PrivateKey, generate_private_key, public_jwk, public_key_pem, write_jwks
 from modelgate_shared.tokens import FileKeySource, InvalidToken, TokenVerifier, parse_claims
 
-from .conftest import AUDIENCE, ISSUER
+from .conftest import AUDIENCE, ISSUER, claims
 
 
 def verifier(path: Path, refresh: float = 0.0, **kwargs: object) -> TokenVerifier:
@@ -176,7 +176,7 @@ _NOT_A_NUMBER: list[object] = [["1"], {"t": 1}, True, "1700000000"]
 _WRONG_CLAIMS = [
     *(
         (field, value)
-        for field in ("iss", "aud", "sub", "scope", "jti", "preferred_username")
+        for field in ("iss", "aud", "sub", "scope", "jti", "preferred_username", "sid")
         for value in _NOT_A_STRING
     ),
     *((f, v) for f in ("iat", "nbf", "exp") for v in _NOT_A_NUMBER),
@@ -189,6 +189,12 @@ async def test_claims_of_the_wrong_type_are_invalid_tokens(
 ) -> None:
     with pytest.raises(InvalidToken, match="invalid claims"):
         await verifier(jwks_file).verify(sign(**{field: value}))
+
+
+async def test_the_session_claim_is_optional_and_exposed(jwks_file: Path, sign: Callable[..., str]) -> None:
+    v = verifier(jwks_file)
+    assert (await v.verify(sign(sid="family-1"))).session_id == "family-1"
+    assert (await v.verify(sign(sid=None))).session_id is None
 
 
 async def test_audience_list_containing_ours_is_accepted(jwks_file: Path, sign: Callable[..., str]) -> None:
@@ -204,3 +210,23 @@ def test_payloads_that_are_not_a_claims_object_are_malformed(payload: bytes) -> 
 async def test_oversized_token_is_refused_before_parsing(jwks_file: Path, sign: Callable[..., str]) -> None:
     with pytest.raises(InvalidToken, match="too large"):
         await verifier(jwks_file).verify(sign(padding="x" * 10_000))
+
+
+@pytest.mark.parametrize("typ", [["JWT"], {"t": "JWT"}, 1, None, True, "JOSE+JSON"], ids=repr)
+async def test_a_typ_other_than_jwt_is_refused(jwks_file: Path, sign: Callable[..., str], typ: object) -> None:
+    with pytest.raises(InvalidToken, match="type"):
+        await verifier(jwks_file).verify(sign(headers={"typ": typ}))
+
+
+@pytest.mark.parametrize("typ", ["JWT", "jwt", "at+jwt"])
+async def test_jwt_types_are_accepted(jwks_file: Path, sign: Callable[..., str], typ: str) -> None:
+    assert (await verifier(jwks_file).verify(sign(headers={"typ": typ}))).sub
+
+
+@pytest.mark.parametrize("claim", ["preferred_username", "sid"])
+def test_null_in_an_optional_claim_is_not_read_as_absent(claim: str) -> None:
+    # The signer drops None-valued claims, so the null goes into the payload directly.
+    with pytest.raises(InvalidToken, match=claim):
+        parse_claims(
+            json.dumps({**claims(), claim: None}).encode(), issuer=ISSUER, audience=AUDIENCE, leeway=0, now=time.time()
+        )

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from modelgate_shared.client_timeouts import HTTP_PROTOCOL
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_RUNNING = ("postgres", "redis", "auth", "inference", "gateway")
@@ -53,6 +55,18 @@ def test_gateway_waits_for_healthy_dependencies(compose: dict[str, Any]) -> None
         assert conditions <= {"service_healthy", "service_completed_successfully"}
 
 
+def test_auth_publishes_revocations_to_the_gateways_redis(compose: dict[str, Any]) -> None:
+    auth, gateway = compose["services"]["auth"], compose["services"]["gateway"]
+    assert auth["environment"]["MODELGATE_AUTH_REDIS_URL"] == gateway["environment"]["MODELGATE_GATEWAY_REDIS_URL"]
+    assert auth["depends_on"]["redis"]["condition"] == "service_healthy"
+    # One key prefix for both (the default), or both set alike.
+    prefixes = {
+        svc["environment"].get(f"MODELGATE_{name}_REDIS_KEY_PREFIX")
+        for name, svc in (("AUTH", auth), ("GATEWAY", gateway))
+    }
+    assert len(prefixes) == 1
+
+
 def test_only_the_gateway_publishes_a_port(compose: dict[str, Any]) -> None:
     published = {name for name, svc in compose["services"].items() if svc.get("ports")}
     assert published == {"gateway"}
@@ -76,6 +90,28 @@ def test_no_secret_literals(compose: dict[str, Any]) -> None:
     assert values, "expected the password settings to be present"
     for value in values:
         assert value.startswith("${"), f"secret given as a literal: {value}"
+
+
+def test_gateway_metrics_listener_is_on_the_project_network_only(compose: dict[str, Any]) -> None:
+    gateway = compose["services"]["gateway"]
+    port = str(gateway["environment"]["MODELGATE_GATEWAY_METRICS_PORT"])
+    assert [str(p) for p in gateway.get("expose", [])] == [port]
+    assert all(not str(p).endswith(f":{port}") for p in gateway["ports"]), "the metrics port must not be published"
+
+
+def _uvicorn_command(service: str) -> list[str]:
+    text = (ROOT / "services" / service / "Dockerfile").read_text().replace("\\\n", " ")
+    match = re.search(r"(?m)^CMD\s+(\[.*\])\s*$", text)
+    assert match, f"{service}: no exec-form CMD"
+    command: list[str] = json.loads(match.group(1))
+    return command
+
+
+@pytest.mark.parametrize("service", APP_SERVICES)
+def test_services_run_uvicorn_with_client_timeouts(service: str) -> None:
+    command = _uvicorn_command(service)
+    assert command[command.index("--http") + 1] == HTTP_PROTOCOL
+    assert "--no-proxy-headers" in command
 
 
 @pytest.mark.parametrize("service", APP_SERVICES)

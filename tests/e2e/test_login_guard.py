@@ -83,13 +83,9 @@ async def test_a_guessed_username_is_limited_and_others_are_not(
     assert row["client_ip"] == own_ip
 
 
-# Ways around the per-username limit: each gets the right password to auth, and a token back,
-# while the account's bucket is empty. Strict xfails on the final assertion only: when the
-# product is fixed they pass, and the marker has to go; a broken precondition is a failure.
-
-
-def known_bug(reason: str) -> pytest.MarkDecorator:
-    return pytest.mark.xfail(strict=True, raises=AssertionError, reason=f"product bug: {reason}")
+# Ways around the per-username limit that once got the right password to auth, and a token back,
+# while the account's bucket was empty (issue 10, defect 2). tests/security/test_login_guard.py
+# covers the class: every body encoding auth takes, every spelling of the name.
 
 
 async def limited_account(client: httpx.AsyncClient) -> tuple[str, str]:
@@ -110,10 +106,6 @@ async def post_form(client: httpx.AsyncClient, fields: list[tuple[str, str]]) ->
     )
 
 
-@known_bug(
-    "the gateway keys the bucket on casefold(username), auth finds the account by NFKC + casefold, "
-    "so a compatibility spelling (full-width letters) is a fresh bucket for the same account"
-)
 async def test_a_compatibility_spelling_of_the_username_is_limited_too(own_ip_client: httpx.AsyncClient) -> None:
     username, password = await limited_account(own_ip_client)
     full_width = "".join(chr(ord(c) + 0xFEE0) if "!" <= c <= "~" else c for c in username)
@@ -123,7 +115,6 @@ async def test_a_compatibility_spelling_of_the_username_is_limited_too(own_ip_cl
     assert response.status_code == 429, response.text[:200]
 
 
-@known_bug("with the username field twice the gateway limits the first value, auth logs in the last")
 async def test_a_second_username_field_does_not_dodge_the_limit(own_ip_client: httpx.AsyncClient) -> None:
     username, password = await limited_account(own_ip_client)
     response = await post_form(
@@ -133,7 +124,6 @@ async def test_a_second_username_field_does_not_dodge_the_limit(own_ip_client: h
     assert response.status_code in (400, 429), response.text[:200]
 
 
-@known_bug("the gateway reads the username only from urlencoded forms; auth also takes multipart/form-data")
 async def test_a_multipart_login_does_not_dodge_the_limit(own_ip_client: httpx.AsyncClient) -> None:
     username, password = await limited_account(own_ip_client)
     form = {"grant_type": (None, "password"), "username": (None, username), "password": (None, password)}
@@ -141,7 +131,6 @@ async def test_a_multipart_login_does_not_dodge_the_limit(own_ip_client: httpx.A
     assert response.status_code in (400, 415, 429), response.text[:200]
 
 
-@known_bug("a login form of more than 50 fields makes parse_qs raise in the gateway: a 500 from uvicorn")
 async def test_a_login_form_with_many_fields_is_a_client_error(own_ip_client: httpx.AsyncClient) -> None:
     username, password = await limited_account(own_ip_client)
     extra = [(f"extra{n}", "x") for n in range(60)]

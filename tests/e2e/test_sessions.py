@@ -58,8 +58,11 @@ async def test_reusing_a_rotated_token_revokes_its_whole_family(own_ip_client: h
     other = await refresh(client, other_session["refresh_token"])
     assert other.status_code == 200, other.text
 
-    # The login history tells the two refusals apart.
-    history = await client.get("/auth/users/me/logins", headers=bearer(session["access_token"]))
+    # That session's access token is refused now too (its sid is revoked at the gateway); the
+    # other session's fresh one reads the login history, which tells the two refusals apart.
+    revoked = await client.get("/auth/users/me", headers=bearer(session["access_token"]))
+    assert revoked.status_code == 401, revoked.text
+    history = await client.get("/auth/users/me/logins", headers=bearer(other.json()["access_token"]))
     assert history.status_code == 200, history.text
     refresh_attempts = [
         (row["success"], row["reason"]) for row in history.json()["items"] if row["grant_type"] == "refresh_token"

@@ -7,8 +7,10 @@ from typing import Any
 
 import httpx
 import pytest
+from auth_service.accounts import create_user
 from auth_service.app import create_app
 from auth_service.cli import MIGRATIONS, VERSION_TABLE
+from auth_service.issuing import ADMIN_SCOPES
 from auth_service.settings import AuthSettings
 from fastapi import FastAPI
 from modelgate_shared.db import upgrade
@@ -120,3 +122,24 @@ async def tokens_for(client: httpx.AsyncClient, username: str = "alice", passwor
 
 def bearer(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+async def make_admin(app: FastAPI, client: httpx.AsyncClient) -> str:
+    """Creates the admin ``root`` and returns its access token."""
+    state = app.state.auth
+    async with state.sessions() as session:
+        await create_user(
+            session,
+            state.hasher,
+            username="root",
+            email="root@example.com",
+            password=PASSWORD,
+            full_name=None,
+            scopes=ADMIN_SCOPES,
+        )
+    return str((await tokens_for(client, "root"))["access_token"])
+
+
+@pytest.fixture
+async def admin_token(app: FastAPI, client: httpx.AsyncClient) -> str:
+    return await make_admin(app, client)

@@ -3,28 +3,9 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
-import pytest
-from auth_service.accounts import create_user
 from auth_service.issuing import ADMIN_SCOPES
-from fastapi import FastAPI
 
-from .conftest import PASSWORD, bearer, login, sign_up, tokens_for
-
-
-@pytest.fixture
-async def admin_token(app: FastAPI, client: httpx.AsyncClient) -> str:
-    state = app.state.auth
-    async with state.sessions() as session:
-        await create_user(
-            session,
-            state.hasher,
-            username="root",
-            email="root@example.com",
-            password=PASSWORD,
-            full_name=None,
-            scopes=ADMIN_SCOPES,
-        )
-    return (await tokens_for(client, "root"))["access_token"]
+from .conftest import bearer, login, sign_up, tokens_for
 
 
 async def test_admin_routes_need_the_admin_scope(client: httpx.AsyncClient) -> None:

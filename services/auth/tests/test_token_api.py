@@ -59,7 +59,7 @@ async def test_token_response_shape(client: httpx.AsyncClient) -> None:
     assert header["kid"] in published
 
     claims = jwt.get_unverified_claims(body["access_token"])
-    assert set(claims) == {"iss", "aud", "sub", "preferred_username", "scope", "iat", "nbf", "exp", "jti"}
+    assert set(claims) == {"iss", "aud", "sub", "preferred_username", "scope", "iat", "nbf", "exp", "jti", "sid"}
     assert claims["iss"] == ISSUER
     assert claims["aud"] == AUDIENCE
     assert claims["sub"] == user["id"]
@@ -68,6 +68,8 @@ async def test_token_response_shape(client: httpx.AsyncClient) -> None:
     assert claims["nbf"] == claims["iat"]
     assert claims["exp"] - claims["iat"] == body["expires_in"]
     assert isinstance(claims["jti"], str) and claims["jti"]
+    # The session: the refresh-token family, which a revocation of the session names.
+    assert str(uuid.UUID(claims["sid"])) == claims["sid"]
 
 
 async def test_username_is_case_insensitive_at_login(client: httpx.AsyncClient) -> None:
@@ -191,9 +193,10 @@ async def test_every_attempt_is_recorded_in_logins(client: httpx.AsyncClient, ap
         rows = list(await session.scalars(select(Login).order_by(Login.id)))
     summary = [(r.username, r.user_id, r.success, r.reason, r.grant_type) for r in rows]
     alice = uuid.UUID(user["id"])
+    # An unknown name is not recorded: it may be a password typed into the wrong field.
     assert summary == [
         ("alice", alice, False, "wrong_password", "password"),
-        ("ghost", None, False, "unknown_user", "password"),
+        (None, None, False, "unknown_user", "password"),
         ("alice", alice, True, "ok", "password"),
         ("alice", alice, True, "ok", "refresh_token"),
     ]
@@ -240,8 +243,8 @@ async def test_malformed_attempts_are_recorded_too(client: httpx.AsyncClient, ap
     async with app.state.auth.sessions() as session:
         rows = list(await session.scalars(select(Login).order_by(Login.id)))
     assert [(r.username, r.grant_type, r.success, r.reason) for r in rows] == [
-        ("mallory", "client_credentials", False, "unsupported_grant_type"),
-        ("mallory", "password", False, "invalid_request"),
+        (None, "client_credentials", False, "unsupported_grant_type"),
+        (None, "password", False, "invalid_request"),
     ]
 
 

@@ -65,6 +65,9 @@ def gateway_env(
         "MODELGATE_GATEWAY_AUTH_URL": auth_upstream,
         "MODELGATE_GATEWAY_INFERENCE_URL": inference_upstream,
         "MODELGATE_GATEWAY_LOG_FLUSH_INTERVAL_SECONDS": "0.05",
+        # The tests read /metrics as an operator on this host would (the default allows no one
+        # without an admin token: test_docs_metrics.py).
+        "MODELGATE_GATEWAY_METRICS_ALLOW": '["127.0.0.1/32"]',
     }
 
 

@@ -179,7 +179,7 @@ class FlakyLimiter:
         self.down = True
         self.calls = 0
 
-    async def check(self, buckets: Sequence[Bucket]) -> Decision:
+    async def check(self, buckets: Sequence[Bucket], identity: object = None) -> Decision:
         self.calls += 1
         if self.down:
             raise RedisConnectionError("connection refused")

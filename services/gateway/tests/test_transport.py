@@ -11,6 +11,7 @@ import datetime
 import ipaddress
 import socket
 import ssl
+import struct
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from contextlib import asynccontextmanager, suppress
 from pathlib import Path
@@ -59,6 +60,37 @@ async def _read_request(reader: asyncio.StreamReader) -> bytes:
         if line.lower().startswith(b"content-length:"):
             await reader.readexactly(int(line.split(b":")[1]))
     return head
+
+
+async def _read_request_body(reader: asyncio.StreamReader) -> tuple[bytes, bytes]:
+    """The request head and its body (Content-Length or chunked)."""
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = [line.lower() for line in head.split(b"\r\n")]
+    for line in lines:
+        if line.startswith(b"content-length:"):
+            return head, await reader.readexactly(int(line.split(b":")[1]))
+    if b"transfer-encoding: chunked" in lines:
+        body = b""
+        while size := int((await reader.readuntil(b"\r\n")).strip(), 16):
+            body += (await reader.readexactly(size + 2))[:-2]
+        await reader.readuntil(b"\r\n")
+        return head, body
+    return head, b""
+
+
+def _sized(body: bytes) -> bytes:
+    """A 200 whose body is the size of the request body it answers."""
+    size = str(len(body)).encode()
+    return b"HTTP/1.1 200 OK\r\ncontent-length: %d\r\n\r\n%s" % (len(size), size)
+
+
+def _close(writer: asyncio.StreamWriter, how: str) -> None:
+    """Close a connection: "fin" as a server closing an idle connection (the client reads end of
+    file), "rst" with SO_LINGER 0 (the client's read fails: connection reset), which is what the
+    client sees when the server closes with the request unread, as uvicorn does after a 500."""
+    if how == "rst":
+        writer.get_extra_info("socket").setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    writer.close()
 
 
 async def _answer_ok_forever(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -225,12 +257,13 @@ def test_upstream_closing_without_an_answer_is_a_protocol_error(run: Run) -> Non
         writer.close()
 
     async def body() -> None:
-        async with _server(hangs_up) as (url, _):
+        async with _server(hangs_up) as (url, accepted):
             client, transport = _client(url)
             async with client:
                 with pytest.raises(httpx.RemoteProtocolError):
                     await client.get("/")
                 assert transport.open_connections == 0
+                assert len(accepted) == 1  # a fresh connection that fails is not retried
 
     run(body())
 
@@ -250,6 +283,176 @@ def test_a_connection_the_upstream_closed_while_idle_is_replaced(run: Run) -> No
                 await asyncio.sleep(0.1)  # the close reaches the pooled connection
                 assert (await client.get("/")).text == "ok"
                 assert len(accepted) == 2
+                assert transport.open_connections == 1
+                assert transport.retries == 0  # seen closed when taken from the pool, not sent into
+
+    run(body())
+
+
+def _answers_once_per_connection(close: str, later_connections: str = "answer") -> Handler:
+    """Answers the first request on a connection, then closes that connection unanswered when the
+    next request arrives: a server closing an idle keep-alive connection just as a request is
+    sent on it (the keep-alive race). ``later_connections="hang up"``: connections after the
+    first close on their first request too."""
+    connections: list[int] = []
+
+    async def handler(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        connections.append(1)
+        try:
+            _, body = await _read_request_body(reader)
+            if len(connections) > 1 and later_connections == "hang up":
+                _close(writer, close)
+                return
+            writer.write(_sized(body))
+            await writer.drain()
+            await _read_request_body(reader)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        _close(writer, close)
+
+    return handler
+
+
+@pytest.mark.parametrize("close", ["fin", "rst"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_a_request_meeting_the_upstreams_close_of_a_reused_connection_is_sent_again_on_a_new_one(
+    run: Run, method: str, close: str
+) -> None:
+    async def body() -> None:
+        async with _server(_answers_once_per_connection(close)) as (url, accepted):
+            # One connection allowed: the retry takes the dead connection's place, no pool wait.
+            client, transport = _client(url, max_connections=1, timeout=httpx.Timeout(5.0, pool=0.5))
+            async with client:
+                for _ in range(3):
+                    content = b"p" * 100 if method == "POST" else None
+                    response = await client.request(method, "/", content=content)
+                    assert response.status_code == 200
+                    assert response.text == ("100" if method == "POST" else "0")  # the body went whole
+                assert len(accepted) == 3
+                assert transport.retries == 2
+                assert transport.open_connections == 1
+
+    run(body())
+
+
+def test_a_streamed_body_that_has_started_is_not_sent_again(run: Run) -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"s" * 100
+
+    async def body() -> None:
+        async with _server(_answers_once_per_connection("fin")) as (url, accepted):
+            client, transport = _client(url)
+            async with client:
+                assert (await client.get("/")).status_code == 200
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.post("/", content=chunks())
+                assert len(accepted) == 1
+                assert transport.retries == 0
+                assert transport.open_connections == 0
+
+    run(body())
+
+
+def test_a_retry_that_fails_too_is_not_retried_again(run: Run) -> None:
+    async def body() -> None:
+        async with _server(_answers_once_per_connection("fin", later_connections="hang up")) as (url, accepted):
+            client, transport = _client(url)
+            async with client:
+                assert (await client.get("/")).status_code == 200
+                # Reused connection closed: sent again once, on a new connection, which hangs up too.
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.get("/")
+                assert len(accepted) == 2
+                assert transport.retries == 1
+                assert transport.open_connections == 0
+
+    run(body())
+
+
+def test_a_reused_connection_that_failed_after_the_first_response_byte_is_not_retried(run: Run) -> None:
+    async def answers_then_breaks_off(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(OK)
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\ncontent-le")  # the upstream had started to answer
+        await writer.drain()
+        writer.close()
+
+    async def body() -> None:
+        async with _server(answers_then_breaks_off) as (url, accepted):
+            client, transport = _client(url)
+            async with client:
+                assert (await client.get("/")).text == "ok"
+                with pytest.raises(httpx.RemoteProtocolError):
+                    await client.post("/", content=b"once")
+                assert len(accepted) == 1
+                assert transport.retries == 0
+
+    run(body())
+
+
+def test_a_reused_connection_that_times_out_is_not_retried(run: Run) -> None:
+    async def answers_once_then_sleeps(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(OK)
+        await _read_request(reader)
+        await asyncio.sleep(10)
+
+    async def body() -> None:
+        async with _server(answers_once_then_sleeps) as (url, accepted):
+            client, transport = _client(url, timeout=httpx.Timeout(5.0, read=0.3))
+            async with client:
+                assert (await client.get("/")).text == "ok"
+                with pytest.raises(httpx.ReadTimeout):
+                    await client.get("/")
+                assert len(accepted) == 1
+                assert transport.retries == 0
+
+    run(body())
+
+
+INTERNAL_ERROR = b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 21\r\n%s\r\nInternal Server Error"
+
+
+@pytest.mark.parametrize("connection_close", [False, True], ids=["keep-alive implied", "connection close"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_after_a_500_and_the_upstreams_close_the_next_request_succeeds(
+    run: Run, method: str, connection_close: bool
+) -> None:
+    """What uvicorn does after an unhandled exception in a Starlette/FastAPI app: the 500
+    (ServerErrorMiddleware's) goes out complete, and the connection is closed ~1 ms later with
+    whatever request arrived meanwhile unread. Without an exception middleware, uvicorn's own 500
+    says "Connection: close"."""
+
+    async def fails_then_closes(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                head, body = await _read_request_body(reader)
+                if not head.startswith(b"GET /boom"):
+                    writer.write(_sized(body))
+                    continue
+                writer.write(INTERNAL_ERROR % (b"connection: close\r\n" if connection_close else b""))
+                await writer.drain()
+                if not connection_close:
+                    # Late: the close comes once the next request is here (or after a while).
+                    with suppress(TimeoutError):
+                        await asyncio.wait_for(reader.read(1), 1.0)
+                _close(writer, "rst")
+                return
+
+    async def body() -> None:
+        async with _server(fails_then_closes) as (url, accepted):
+            client, transport = _client(url)
+            async with client:
+                for _ in range(3):
+                    assert (await client.get("/boom")).status_code == 500
+                    content = b"p" * 100 if method == "POST" else None
+                    response = await client.request(method, "/", content=content)
+                    assert response.status_code == 200
+                    assert response.text == ("100" if method == "POST" else "0")
+                # A connection that answered 500 is not reused, so nothing needed a retry.
+                assert transport.retries == 0
+                assert len(accepted) == 4
                 assert transport.open_connections == 1
 
     run(body())

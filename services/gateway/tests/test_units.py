@@ -12,10 +12,7 @@ from gateway_service.policies import (
     PolicySet,
     identity_buckets,
     identity_policy,
-    login_buckets,
-    login_username,
     parse_policy,
-    username_digest,
 )
 from gateway_service.upstreams import Route, match_route
 
@@ -64,7 +61,6 @@ POLICIES = PolicySet(
     login_username=parse_policy("2/minute", "login_username"),
     overrides={"scope:admin": parse_policy("100/minute", "scope:admin")},
 )
-FORM = b"application/x-www-form-urlencoded"
 
 
 def test_identity_buckets_key_a_user_by_sub_and_anyone_else_by_ip() -> None:
@@ -75,25 +71,6 @@ def test_identity_buckets_key_a_user_by_sub_and_anyone_else_by_ip() -> None:
     assert identity_buckets(POLICIES, None, frozenset({"admin"}), "1.2.3.4") == [
         Bucket("gw:id:ip:1.2.3.4", POLICIES.default)
     ]
-
-
-def test_login_buckets_guard_the_ip_and_the_hashed_username() -> None:
-    by_ip = Bucket("gw:login:ip:1.2.3.4", POLICIES.login_ip)
-    buckets = login_buckets(POLICIES, "1.2.3.4", FORM, b"username=+Alice+&password=secret")
-    assert buckets == [by_ip, Bucket(f"gw:login:user:{username_digest('alice')}", POLICIES.login_username)]
-    assert "alice" not in buckets[1].key and len(buckets[1].key) == len("gw:login:user:") + 32
-    # No username to key on: the IP bucket alone.
-    assert login_buckets(POLICIES, "1.2.3.4", FORM, b"password=secret") == [by_ip]
-    assert login_buckets(POLICIES, "1.2.3.4", b"application/json", b'{"username": "alice"}') == [by_ip]
-
-
-def test_login_username_is_normalised_and_read_from_forms_only() -> None:
-    assert login_username(FORM, b"username=+Alice+&password=x") == "alice"
-    assert login_username(b"Application/X-WWW-Form-URLEncoded; charset=UTF-8", b"username=%C3%84NN") == "änn"
-    assert login_username(FORM, b"username=&password=x") == ""
-    assert login_username(FORM, b"password=x") == ""
-    assert login_username(b"multipart/form-data; boundary=x", b"username=alice") == ""
-    assert username_digest("alice") == username_digest(login_username(FORM, b"username=ALICE"))
 
 
 def test_client_ip_believes_forwarded_for_only_from_trusted_peers() -> None:

@@ -7,6 +7,10 @@ import json
 from collections.abc import Callable, Iterator
 
 import httpx
+import uvicorn
+from gateway_service.settings import GatewaySettings
+from gateway_service.transport import UpstreamTransport
+from gateway_service.upstreams import _upstream
 
 from .conftest import log_rows
 from .servers import free_port
@@ -204,3 +208,13 @@ def test_dot_segments_are_rejected(gateway: str) -> None:
         assert json.loads(response.read())["error"] == "bad_path"
         conn.close()
     assert httpx.get(f"{gateway}/auth/.well-known/jwks.json").status_code == 200
+
+
+def test_idle_upstream_connections_are_given_up_before_uvicorn_closes_them() -> None:
+    # uvicorn (the upstreams) closes a keep-alive connection idle for timeout_keep_alive (5 s by
+    # default); the gateway must stop reusing one earlier, or its requests meet that close.
+    settings = GatewaySettings.model_construct()
+    upstream = _upstream("http://127.0.0.1:1", settings)
+    assert isinstance(upstream.transport, UpstreamTransport)
+    assert upstream.transport._pool._keepalive_expiry == settings.upstream_keepalive_seconds
+    assert settings.upstream_keepalive_seconds < uvicorn.Config("app:app").timeout_keep_alive

@@ -9,6 +9,10 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
+# The largest Postgres bigint, and what asyncpg can bind as an int64: ids and OFFSETs beyond it
+# are refused by the driver at execution time, so parameters that reach SQL are bounded by it.
+BIGINT_MAX = 2**63 - 1
+
 
 def async_url(url: str) -> str:
     """Accept ``postgres://``/``postgresql://`` URLs and use the asyncpg driver."""
@@ -33,6 +37,9 @@ def make_engine(url: str, *, pool_size: int = 5, max_overflow: int = 5) -> Async
         max_overflow=max_overflow,
         pool_pre_ping=True,
         pool_recycle=1800,
+        # SQLAlchemy's errors otherwise quote the statement's bound values (password hashes,
+        # emails) into every message, and from there into logs and tracebacks.
+        hide_parameters=True,
     )
 
 

@@ -24,7 +24,7 @@ def run(metadata: MetaData, default_version_table: str) -> None:
             context.run_migrations()
 
     async def run_async() -> None:
-        engine = create_async_engine(url, poolclass=pool.NullPool)
+        engine = create_async_engine(url, poolclass=pool.NullPool, hide_parameters=True)
         async with engine.connect() as conn:
             await conn.run_sync(do_run)
         await engine.dispose()

@@ -24,6 +24,8 @@ request_id_var: contextvars.ContextVar[str] = contextvars.ContextVar("request_id
 
 def accept_or_generate(candidate: str | None) -> str:
     """Keep a well-formed client id (so traces join up); replace anything else."""
+    # Optional whitespace around a header value is not part of it (RFC 9110 5.5).
+    candidate = candidate.strip(" \t") if candidate else candidate
     if candidate and _VALID_REQUEST_ID.match(candidate):
         return candidate
     return uuid.uuid4().hex

@@ -27,6 +27,7 @@ from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from .backing import BackingError, Provided, provide_postgres, provide_redis
+from .client_timeouts import HTTP_PROTOCOL
 from .training_data import DEFAULT_TRAINING_DATA, DEFAULT_TRAINING_DATA_SHA256
 
 SERVICES = ("auth", "inference", "gateway")
@@ -162,7 +163,13 @@ class Stack:
             "MODELGATE_GATEWAY_AUDIENCE": s.audience,
             "PYTHONUNBUFFERED": "1",
         }
-        return {**computed, **os.environ, **self.extra_env}
+        env = {**computed, **os.environ, **self.extra_env}
+        # Auth publishes revocations where the gateway reads them: the gateway's Redis and key
+        # prefix, whichever of them the caller set (an auth-specific value still wins).
+        for name in ("REDIS_URL", "REDIS_KEY_PREFIX"):
+            if f"MODELGATE_GATEWAY_{name}" in env:
+                env.setdefault(f"MODELGATE_AUTH_{name}", env[f"MODELGATE_GATEWAY_{name}"])
+        return env
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -213,6 +220,9 @@ class Stack:
             # Each service decides itself which peers may set X-Forwarded-For (TRUSTED_PROXIES);
             # uvicorn's default would believe any loopback peer, and everything here is loopback.
             "--no-proxy-headers",
+            # Deadlines for a client's request headers and body (MODELGATE_HEADER_TIMEOUT_SECONDS,
+            # MODELGATE_BODY_TIMEOUT_SECONDS): uvicorn alone holds a slow client for ever.
+            "--http", HTTP_PROTOCOL,
         ]  # fmt: skip
         if self.settings.workers > 1:
             args += ["--workers", str(self.settings.workers)]

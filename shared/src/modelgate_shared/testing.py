@@ -49,6 +49,7 @@ def access_claims(
         "nbf": now,
         "exp": now + 600,
         "jti": uuid.uuid4().hex,
+        "sid": str(uuid.uuid4()),
         **overrides,
     }
     return {name: value for name, value in claims.items() if value is not None}

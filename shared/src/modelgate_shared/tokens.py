@@ -48,6 +48,8 @@ class AccessClaims:
     issued_at: int
     expires_at: int
     raw: Mapping[str, Any] = field(repr=False)
+    # ``sid``: the session (auth's refresh-token family) the token was issued in, if it names one.
+    session_id: str | None = None
 
     def has_scopes(self, *required: str) -> bool:
         return all(s in self.scopes for s in required)
@@ -138,6 +140,8 @@ def key_source_from_settings(public_keys: Path | None, jwks_url: str | None, ref
 MAX_TOKEN_LENGTH = 8192
 # The longest kid accepted: a thumbprint is 43 characters.
 MAX_KID_LENGTH = 128
+# Header "typ" values accepted (compared in lower case); a token without one is accepted too.
+ACCEPTED_TYPES = frozenset({"jwt", "at+jwt"})
 
 
 def _reject_constant(name: str) -> float:
@@ -150,6 +154,13 @@ def _string(claims: Mapping[str, Any], name: str) -> str:
     if not isinstance(value, str):
         raise InvalidToken(f"invalid claims: {name} must be a string")
     return value
+
+
+def _optional_string(claims: Mapping[str, Any], name: str) -> str | None:
+    # Absent is allowed; present means a string (a null is a malformed claim, not an absent one).
+    if name not in claims:
+        return None
+    return _string(claims, name)
 
 
 def _time(claims: Mapping[str, Any], name: str) -> float:
@@ -171,6 +182,10 @@ def check_header(header: Mapping[str, Any], algorithms: frozenset[str]) -> tuple
         raise InvalidToken("token has no key id")
     if len(kid) > MAX_KID_LENGTH:
         raise InvalidToken("unknown signing key")
+    typ = header.get("typ", "JWT")
+    # RFC 8725 3.11: explicit typing. Auth writes "JWT"; RFC 9068 access tokens say "at+jwt".
+    if not isinstance(typ, str) or typ.lower() not in ACCEPTED_TYPES:
+        raise InvalidToken("token type is not accepted")
     if "crit" in header:
         # RFC 7515 4.1.11: extensions listed in crit must be understood, and modelgate uses none.
         raise InvalidToken("token has critical header parameters this verifier does not support")
@@ -194,9 +209,8 @@ def parse_claims(payload: bytes, *, issuer: str, audience: str, leeway: float, n
     audiences = [aud] if isinstance(aud, str) else aud
     if not isinstance(audiences, list) or not all(isinstance(a, str) for a in audiences):
         raise InvalidToken("invalid claims: aud must be a string or a list of strings")
-    username = claims.get("preferred_username")
-    if username is not None and not isinstance(username, str):
-        raise InvalidToken("invalid claims: preferred_username must be a string")
+    username = _optional_string(claims, "preferred_username")
+    session_id = _optional_string(claims, "sid")
     if not sub:
         raise InvalidToken("invalid claims: sub is empty")
     if exp + leeway < now:
@@ -215,6 +229,7 @@ def parse_claims(payload: bytes, *, issuer: str, audience: str, leeway: float, n
         issued_at=int(iat),
         expires_at=int(exp),
         raw=claims,
+        session_id=session_id or None,
     )
 
 

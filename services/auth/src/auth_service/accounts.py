@@ -1,4 +1,4 @@
-"""User records: creation, lookup, listing, password changes, and revoking a user's refresh tokens."""
+"""User records: creation, lookup, listing, password changes, scopes, deletion, and revoking a user's tokens."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from .models import RefreshToken, User
 from .passwords import PasswordHasher
+from .revocation import note_subject_revoked
 
 
 class UserConflict(Exception):
@@ -81,6 +82,8 @@ async def user_by_username(session: AsyncSession, username: str) -> User | None:
 
 
 async def revoke_user_tokens(session: AsyncSession, user_id: uuid.UUID, reason: str, now: datetime) -> None:
+    """Every session of the user ends: refresh tokens here, access tokens at the gateway once this commits."""
+    note_subject_revoked(session, user_id)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.user_id == user_id, RefreshToken.revoked_at.is_(None))
@@ -95,6 +98,21 @@ async def apply_password_change(
     user.password_changed_at = now
     # A changed password ends every session: stolen refresh tokens die with the old password.
     await revoke_user_tokens(session, user.id, "password_changed", now)
+
+
+def change_scopes(session: AsyncSession, user: User, scopes: Sequence[str]) -> None:
+    """Set the user's scopes. A withdrawn scope also ends the access tokens that carry it (refreshed
+    ones carry only what the user still has)."""
+    if set(user.scopes) - set(scopes):
+        note_subject_revoked(session, user.id)
+    user.scopes = list(scopes)
+
+
+async def delete_account(session: AsyncSession, user: User) -> None:
+    """Delete the user; refresh tokens and login history go with it (ON DELETE CASCADE), and the
+    access tokens are refused at the gateway once this commits."""
+    note_subject_revoked(session, user.id)
+    await session.delete(user)
 
 
 async def page_of_users(session: AsyncSession, limit: int, offset: int) -> tuple[list[User], int]:

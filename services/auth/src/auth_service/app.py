@@ -10,6 +10,7 @@ from contextlib import asynccontextmanager
 
 import anyio
 from fastapi import FastAPI
+from modelgate_shared.error_bodies import install_error_handling
 from modelgate_shared.health import Check, health_router
 from modelgate_shared.keys import KeyMaterialError
 from modelgate_shared.request_context import RequestIdMiddleware, configure_logging
@@ -49,6 +50,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             sync_forever(state.ring, state.sessions, KEY_SYNC_INTERVAL_SECONDS), name="signing-keys"
         )
         try:
+            await state.revocations.check()
             async with state.sessions() as session:
                 await ensure_admin(session, state.hasher, settings)
             yield
@@ -57,6 +59,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
             with contextlib.suppress(asyncio.CancelledError):
                 await key_sync
             state.hasher.close()
+            await state.revocations.aclose()
             await state.engine.dispose()
 
     app = FastAPI(
@@ -72,6 +75,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         return state.readiness_checks()
 
     app.add_middleware(RequestIdMiddleware)
+    install_error_handling(app)
     app.add_exception_handler(OAuthError, oauth_error_handler)
     app.add_exception_handler(HashingBusy, hashing_busy_handler)
     app.include_router(health_router(readiness_checks))

@@ -12,6 +12,7 @@ from pathlib import Path
 from modelgate_shared.db import make_engine, upgrade
 from modelgate_shared.keys import SUPPORTED_ALGORITHMS, KeyMaterialError
 from modelgate_shared.settings import load_settings
+from modelgate_shared.usernames import normalise_username
 from pydantic import TypeAdapter, ValidationError
 from sqlalchemy.ext.asyncio import async_sessionmaker
 
@@ -20,7 +21,7 @@ from .housekeeping import prune
 from .issuing import ADMIN_SCOPES, DEFAULT_SCOPES
 from .keyring import KeyRing, create_key, key_files, publish
 from .passwords import PasswordHasher, password_problem
-from .schemas import Email, normalise_username
+from .schemas import Email, FullName
 from .settings import AuthSettings, KeySettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -127,9 +128,14 @@ def cmd_create_user(args: argparse.Namespace) -> None:
     except ValueError as exc:  # ValidationError is a ValueError
         message = exc.errors()[0]["msg"] if isinstance(exc, ValidationError) else str(exc)
         raise CommandError(message) from None
+    try:
+        # The same rules as the API's full_name (no NUL or control characters, at most 200).
+        full_name = None if args.full_name is None else TypeAdapter(FullName).validate_python(args.full_name)
+    except ValidationError as exc:
+        raise CommandError(f"--full-name: {exc.errors()[0]['msg']}") from None
     password = _read_password(args)
     try:
-        user_id = asyncio.run(_create_user(settings, username, email, password, args.admin, args.full_name))
+        user_id = asyncio.run(_create_user(settings, username, email, password, args.admin, full_name))
     except UserConflict as exc:
         raise CommandError(str(exc)) from None
     role = "admin" if args.admin else "user"

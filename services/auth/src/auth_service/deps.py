@@ -13,6 +13,7 @@ from typing import Annotated
 
 from fastapi import Depends, HTTPException, Query, Request, status
 from modelgate_shared.bearer import require_scopes, unauthorized
+from modelgate_shared.db import BIGINT_MAX
 from modelgate_shared.tokens import AccessClaims
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -62,12 +63,13 @@ class PageRequest:
 
 
 async def get_page_request(
-    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0)] = 0
+    limit: Annotated[int, Query(ge=1, le=200)] = 50, offset: Annotated[int, Query(ge=0, le=BIGINT_MAX)] = 0
 ) -> PageRequest:
     return PageRequest(limit, offset)
 
 
-# The ``limit`` and ``offset`` query parameters of every list endpoint.
+# The ``limit`` and ``offset`` query parameters of every list endpoint; the offset within a
+# bigint, what OFFSET (and asyncpg) can take.
 Paging = Annotated[PageRequest, Depends(get_page_request)]
 
 # Any valid token, and one that carries the admin scope.

@@ -11,6 +11,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from modelgate_shared.usernames import normalise_username
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -27,7 +28,7 @@ from .keyring import KeyRing
 from .models import RefreshToken, User
 from .oauth_errors import OAuthError, invalid_grant, temporarily_unavailable
 from .passwords import MAX_PASSWORD_LENGTH, HashingBusy, PasswordHasher
-from .schemas import normalise_username
+from .revocation import note_session_revoked
 
 BAD_CREDENTIALS = "invalid username or password"
 
@@ -64,7 +65,9 @@ def _requested_scopes(scope: str | None, allowed: set[str], user_id: uuid.UUID) 
     return ordered_scopes(requested)
 
 
-def _access_token(ring: KeyRing, policy: TokenPolicy, user: User, scopes: tuple[str, ...], now: datetime) -> str:
+def _access_token(
+    ring: KeyRing, policy: TokenPolicy, user: User, scopes: tuple[str, ...], family_id: uuid.UUID, now: datetime
+) -> str:
     request = AccessTokenRequest(
         issuer=policy.issuer,
         audience=policy.audience,
@@ -72,6 +75,7 @@ def _access_token(ring: KeyRing, policy: TokenPolicy, user: User, scopes: tuple[
         username=user.username,
         scopes=scopes,
         ttl_seconds=policy.access_ttl_seconds,
+        session_id=family_id,
     )
     return issue_access_token(ring.signing, request, now)
 
@@ -128,12 +132,16 @@ async def password_grant(
     if new_hash:
         user.password_hash = new_hash
     scopes = _requested_scopes(scope, set(user.scopes), user.id)
-    refresh, row = _new_refresh_row(user, uuid.uuid4(), scopes, policy, now)
+    family_id = uuid.uuid4()
+    refresh, row = _new_refresh_row(user, family_id, scopes, policy, now)
     session.add(row)
-    return Grant(user, _access_token(ring, policy, user, scopes, now), refresh, scopes, policy.access_ttl_seconds)
+    access = _access_token(ring, policy, user, scopes, family_id, now)
+    return Grant(user, access, refresh, scopes, policy.access_ttl_seconds)
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str, now: datetime) -> None:
+    """End a session: its refresh tokens here, its access tokens at the gateway once this commits."""
+    note_session_revoked(session, family_id)
     await session.execute(
         update(RefreshToken)
         .where(RefreshToken.family_id == family_id, RefreshToken.revoked_at.is_(None))
@@ -181,9 +189,8 @@ async def refresh_grant(
     row.revoked_at = now
     row.revoked_reason = "rotated"
     row.replaced_by_id = new_row.id
-    return Grant(
-        user, _access_token(ring, policy, user, access_scopes, now), refresh, access_scopes, policy.access_ttl_seconds
-    )
+    access = _access_token(ring, policy, user, access_scopes, row.family_id, now)
+    return Grant(user, access, refresh, access_scopes, policy.access_ttl_seconds)
 
 
 async def revoke_refresh_token(session: AsyncSession, token: str, now: datetime) -> bool:

@@ -30,6 +30,9 @@ class AccessTokenRequest:
     username: str
     scopes: tuple[str, ...]
     ttl_seconds: int
+    # The refresh-token family (one per login): the ``sid`` claim, which lets a revoked session's
+    # access tokens be refused at the gateway without ending the user's other sessions.
+    session_id: uuid.UUID | None = None
 
 
 def ordered_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -55,6 +58,8 @@ def issue_access_token(key: SigningKey, request: AccessTokenRequest, now: dateti
         "exp": issued + request.ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
+    if request.session_id is not None:
+        claims["sid"] = str(request.session_id)
     # python-jose ships no type information; encode returns the compact JWS string.
     return cast(str, jwt.encode(claims, key.signer, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"}))
 

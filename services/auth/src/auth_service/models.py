@@ -75,7 +75,8 @@ class Login(Base):
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
-    # What the client typed (password grant), kept for failed attempts on unknown names.
+    # The account's own name when the attempt concerned one; never what the client typed
+    # (login_history.settle: an unknown name is often a password in the wrong field).
     username: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     client_ip: Mapped[str | None] = mapped_column(INET)

@@ -19,6 +19,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar, cast
 
+from modelgate_shared.stored_text import unstorable_character
 from passlib.context import CryptContext
 
 T = TypeVar("T")
@@ -36,6 +37,9 @@ def password_problem(password: str) -> str | None:
         return f"password must be at most {MAX_PASSWORD_LENGTH} characters"
     if not password.strip():
         return "password must not be only whitespace"
+    if unstorable_character(password):
+        # An unpaired surrogate has no UTF-8 bytes to hash; NUL is cut short by some bcrypts.
+        return "password must not contain NUL or unpaired surrogate characters"
     return None
 
 

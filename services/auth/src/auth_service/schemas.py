@@ -2,28 +2,16 @@
 
 from __future__ import annotations
 
-import re
-import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
+from modelgate_shared.stored_text import SingleLineText, StoredText
+from modelgate_shared.usernames import normalise_username
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 
 from .issuing import SCOPES
-from .passwords import password_problem
-
-_USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{2,63}$")
-
-
-def normalise_username(raw: str) -> str:
-    """NFKC + casefold, so 'Alice', 'ALICE' and full-width forms are one account."""
-    value = unicodedata.normalize("NFKC", raw).strip().casefold()
-    if not _USERNAME.match(value):
-        raise ValueError(
-            "username must be 3-64 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
-        )
-    return value
+from .passwords import MAX_PASSWORD_LENGTH, password_problem
 
 
 def normalise_email(raw: str) -> str:
@@ -44,11 +32,17 @@ def _check_scopes(values: list[str]) -> list[str]:
     return [s for s in SCOPES if s in values]
 
 
-Username = Annotated[str, StringConstraints(max_length=200), AfterValidator(normalise_username)]
+# Every text field a client sends is a StoredText or a SingleLineText (modelgate_shared.stored_text):
+# NUL and unpaired surrogates are a 422 here instead of a 500 from the database or the hasher.
+# EmailStr refuses them, and every other control character, itself.
+Username = Annotated[SingleLineText, StringConstraints(max_length=200), AfterValidator(normalise_username)]
 Email = Annotated[EmailStr, AfterValidator(normalise_email)]
 NewPassword = Annotated[str, AfterValidator(_check_password)]
-FullName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-ScopeList = Annotated[list[str], AfterValidator(_check_scopes)]
+# A password as typed to prove who one is (checked, never stored): within the policy's maximum.
+GivenPassword = Annotated[StoredText, StringConstraints(max_length=MAX_PASSWORD_LENGTH)]
+FullName = Annotated[SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Scope = Annotated[SingleLineText, StringConstraints(max_length=64)]
+ScopeList = Annotated[list[Scope], Field(max_length=32), AfterValidator(_check_scopes)]
 
 
 class SignUp(BaseModel):
@@ -66,7 +60,7 @@ class MeUpdate(BaseModel):
     email: Email | None = None
     full_name: FullName | None = None
     password: NewPassword | None = Field(default=None, description="The new password; needs current_password")
-    current_password: str | None = Field(default=None, max_length=1024)
+    current_password: GivenPassword | None = None
 
 
 class AdminUserUpdate(BaseModel):

@@ -6,12 +6,13 @@ from pathlib import Path
 
 from modelgate_shared.keys import SUPPORTED_ALGORITHMS
 from modelgate_shared.proxies import Network, parse_networks
+from modelgate_shared.revocation import DEFAULT_KEY_PREFIX
 from modelgate_shared.settings import DatabaseUrl, ServiceSettings, TrustedProxies
+from modelgate_shared.usernames import normalise_username
 from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from .passwords import password_problem
-from .schemas import normalise_username
 
 
 class KeySettings(ServiceSettings):
@@ -39,6 +40,11 @@ class AuthSettings(KeySettings):
     database_pool_size: int = Field(default=5, ge=1, le=100)
     issuer: str = "http://127.0.0.1:8000/auth"
     audience: str = "modelgate-api"
+    # The gateway's Redis: auth writes revocations there (modelgate_shared.revocation). Unset,
+    # none are published and a revoked access token keeps working at the gateway until it expires.
+    redis_url: str | None = None
+    # Must equal the gateway's MODELGATE_GATEWAY_REDIS_KEY_PREFIX.
+    redis_key_prefix: str = DEFAULT_KEY_PREFIX
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     # Nice value of the password-hashing threads (one per available CPU). Above 0, a login
     # storm yields the CPU to the event loops of every service; 19 would starve logins
@@ -65,6 +71,16 @@ class AuthSettings(KeySettings):
 
     def trusted_proxy_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_scheme(cls, value: str | None) -> str | None:
+        # docker compose passes unset variables through as empty strings.
+        if not value:
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("must be a redis://, rediss:// or unix:// URL")
+        return value
 
     @field_validator("admin_username")
     @classmethod

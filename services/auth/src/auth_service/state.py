@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from .grants import TokenPolicy
 from .keyring import KeyRing, KeyRingSource, publish
 from .passwords import PasswordHasher
+from .revocation import Revocations
 from .settings import AuthSettings
 
 
@@ -28,6 +29,7 @@ class AuthState:
     hasher: PasswordHasher
     verifier: TokenVerifier
     policy: TokenPolicy
+    revocations: Revocations
     trusted_proxies: tuple[Network, ...] = ()
 
     def current_ring(self) -> KeyRing:
@@ -75,5 +77,6 @@ def build_state(settings: AuthSettings) -> AuthState:
             access_ttl_seconds=settings.access_token_ttl_seconds,
             refresh_ttl_seconds=settings.refresh_token_ttl_seconds,
         ),
+        revocations=Revocations(settings.redis_url, settings.redis_key_prefix, settings.access_token_ttl_seconds),
         trusted_proxies=settings.trusted_proxy_networks(),
     )

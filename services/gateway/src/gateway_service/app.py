@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from modelgate_shared.error_bodies import InternalErrorMiddleware, install_error_handling
 from modelgate_shared.health import health_router
 from modelgate_shared.request_context import RequestIdMiddleware, configure_logging
 from modelgate_shared.settings import load_settings
@@ -27,9 +28,12 @@ class GatewayApp(FastAPI):
     """
 
     proxy: ProxyMiddleware
+    # The proxy behind the catch-all 500: an exception it does not answer itself is logged
+    # without its message (modelgate_shared.error_bodies), never handed to the server.
+    entry: InternalErrorMiddleware
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        await self.proxy(scope, receive, send)
+        await self.entry(scope, receive, send)
 
     async def serve_own(self, scope: Scope, receive: Receive, send: Send) -> None:
         await super().__call__(scope, receive, send)
@@ -66,5 +70,7 @@ def create_app(settings: GatewaySettings | None = None) -> FastAPI:
     app.include_router(admin.router)
     app.include_router(docs.router)
     app.add_middleware(RequestIdMiddleware)
+    install_error_handling(app)
     app.proxy = ProxyMiddleware(app.serve_own, state=state)
+    app.entry = InternalErrorMiddleware(app.proxy)
     return app

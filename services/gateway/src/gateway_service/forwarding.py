@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 
 from modelgate_shared.proxies import Network, forwarded_client, is_trusted, split_forwarded_for
@@ -24,6 +25,14 @@ HOP_BY_HOP = frozenset(
 )
 _SET_BY_GATEWAY = frozenset({b"host", b"x-forwarded-for", b"x-forwarded-proto", b"x-forwarded-host", b"x-request-id"})
 _SET_BY_GATEWAY_SERVER = frozenset({b"x-request-id", b"date", b"server"})
+# RFC 9110 5.5: optional whitespace around a field value is not part of it. uvicorn's parser
+# (httptools) trims only the leading OWS, and h11 on the upstream side refuses a value that
+# still ends in some (which was a 502), so every forwarded value is trimmed.
+_OWS = b" \t"
+# RFC 9110 5.1 and 5.5, for naming the header h11 refused (off the hot path): a token, and a
+# value of visible characters (or obs-text), SP and HTAB only between them.
+_FIELD_NAME = re.compile(rb"[-!#$%&'*+.^_`|~0-9A-Za-z]+")
+_FIELD_VALUE = re.compile(rb"(?:[\x21-\x7e\x80-\xff]+(?:[ \t]+[\x21-\x7e\x80-\xff]+)*)?")
 
 
 def _connection_tokens(headers: Iterable[tuple[bytes, bytes]]) -> set[bytes]:
@@ -59,7 +68,7 @@ def upstream_headers(
     upstream that believes the header could be fooled by any client.
     """
     drop = HOP_BY_HOP | _SET_BY_GATEWAY | _connection_tokens(headers)
-    out: Headers = [(k, v) for k, v in headers if k not in drop]
+    out: Headers = [(k, v.strip(_OWS)) for k, v in headers if k not in drop]
     from_proxy = is_trusted(peer, trusted)
     chain = forwarded_for_chain(headers) if from_proxy else []
     chain.append(peer)
@@ -68,14 +77,26 @@ def upstream_headers(
     host = b""
     for key, value in headers:
         if key == b"host":
-            host = value
+            host = value.strip(_OWS)
         elif key == b"x-forwarded-proto" and from_proxy:
-            proto = value.decode("latin-1")
+            proto = value.strip(_OWS).decode("latin-1")
     out.append((b"x-forwarded-proto", proto.encode("latin-1")))
     if host:
         out.append((b"x-forwarded-host", host))
     out.append((b"x-request-id", request_id.encode("latin-1")))
     return out
+
+
+def unforwardable_header_detail(headers: Iterable[tuple[bytes, bytes]]) -> str:
+    """Why the upstream hop would not send these request headers, naming the first bad one
+    (never its value: it may be a credential). For the error path only."""
+    for key, value in headers:
+        if not _FIELD_NAME.fullmatch(key):
+            return "a request header name is not an RFC 9110 token"
+        if not _FIELD_VALUE.fullmatch(value.strip(_OWS)):
+            name = key.decode("latin-1")[:64]
+            return f"request header {name!r} has a character RFC 9110 forbids in a field value (CR, LF, NUL, control)"
+    return "the request cannot be forwarded as HTTP/1.1"
 
 
 def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:

@@ -1,7 +1,9 @@
 """Who a request is for rate limiting: the ``sub`` of a token the gateway verified.
 
-The gateway never rejects a request for its token: an invalid or missing token just
-means the client is identified by IP, and the upstream gives the real 401/403.
+The gateway never rejects a request for an invalid or missing token: that just means the
+client is identified by IP, and the upstream gives the real 401/403. A verified token's
+``iat`` and ``sid`` go with its identity: the rate-limit script also checks whether auth
+has revoked it since (``modelgate_shared.revocation``), and that the gateway does refuse.
 Every token's signature is checked on every request (no cache of verified tokens): an
 identity the limiter keys on must never outlive the checks that established it.
 """
@@ -17,6 +19,9 @@ from modelgate_shared.tokens import InvalidToken, TokenVerifier
 class Identity:
     sub: str | None
     scopes: frozenset[str]
+    # Of a verified token: when it was issued, and its session (auth's ``sid``) if it names one.
+    issued_at: int | None = None
+    session_id: str | None = None
 
 
 ANONYMOUS = Identity(None, frozenset())
@@ -43,4 +48,4 @@ class IdentityResolver:
             claims = await self._verifier.verify(token)
         except InvalidToken:
             return ANONYMOUS
-        return Identity(claims.sub, claims.scopes)
+        return Identity(claims.sub, claims.scopes, claims.issued_at, claims.session_id)

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Sequence
 
+from modelgate_shared.proxies import Network, forwarded_client, is_trusted
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from .forwarding import forwarded_for_chain
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -39,3 +42,14 @@ class GatewayMetrics:
 
     def track_queue_depth(self, depth: Callable[[], int]) -> None:
         self.log_queue_depth.set_function(lambda: float(depth()))
+
+
+def scraper_allowed(
+    peer: str, headers: Iterable[tuple[bytes, bytes]], trusted: Sequence[Network], allowed: Sequence[Network]
+) -> bool:
+    """Whether a client may read /metrics on the public listener without a token: its address,
+    resolved as the proxy resolves it (behind a trusted proxy, the X-Forwarded-For walk), is in
+    ``allowed``. Unlike the rate limiter, garbage in a trusted chain does not fall back to the
+    peer: that peer is the proxy, which may well sit inside an allowed network."""
+    client = forwarded_client(peer, forwarded_for_chain(headers), trusted)
+    return client is not None and is_trusted(client, allowed)

@@ -6,7 +6,6 @@ import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from urllib.parse import parse_qs
 
 _PERIODS = {"second": 1.0, "s": 1.0, "minute": 60.0, "min": 60.0, "m": 60.0, "hour": 3600.0, "h": 3600.0}
 _PERIODS["day"] = _PERIODS["d"] = 86400.0
@@ -92,24 +91,15 @@ def identity_buckets(policies: PolicySet, sub: str | None, scopes: frozenset[str
     return [Bucket(f"{policies.key_prefix}id:ip:{ip}", policies.default)]
 
 
-def login_buckets(policies: PolicySet, ip: str, content_type: bytes, body: bytes) -> list[Bucket]:
-    """The login guard's buckets: per client IP, and per username when the form names one."""
+def login_buckets(policies: PolicySet, ip: str, username: str) -> list[Bucket]:
+    """The login guard's buckets: per client IP, and per username when the form names one.
+
+    ``username`` is already in auth's normal form (``login_form.login_username``).
+    """
     buckets = [Bucket(f"{policies.key_prefix}login:ip:{ip}", policies.login_ip)]
-    username = login_username(content_type, body)
     if username:
         buckets.append(Bucket(f"{policies.key_prefix}login:user:{username_digest(username)}", policies.login_username))
     return buckets
-
-
-def login_username(content_type: bytes, body: bytes) -> str:
-    """The username of a login form, trimmed and case-folded ("" when there is none).
-
-    Normalised so that "Alice" and " ALICE " share one bucket.
-    """
-    if not content_type.lower().startswith(b"application/x-www-form-urlencoded"):
-        return ""
-    form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True, max_num_fields=50)
-    return (form.get("username") or [""])[0].strip().casefold()
 
 
 def username_digest(username: str) -> str:

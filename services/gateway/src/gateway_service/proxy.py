@@ -13,12 +13,15 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import httpx
+from modelgate_shared.error_bodies import describe_exception
 from modelgate_shared.request_body import BodyTooLarge
 from modelgate_shared.request_context import REQUEST_ID_HEADER, accept_or_generate, request_id_var
+from modelgate_shared.stored_text import storable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .forwarding import Headers, client_ip, header, response_headers, upstream_headers
+from .forwarding import Headers, client_ip, header, response_headers, unforwardable_header_detail, upstream_headers
 from .identity import Identity
+from .login_form import BadLoginRequest, login_username
 from .policies import identity_buckets, login_buckets
 from .ratelimit import RateLimiterDown
 from .request_log import LogRow
@@ -34,6 +37,8 @@ MAX_LOGIN_BODY = 64 * 1024
 # upstream. Larger (or undeclared, chunked) bodies are streamed as they arrive.
 SMALL_BODY = 64 * 1024
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+# RFC 6750 3.1, worded as modelgate_shared.bearer words the challenges of auth and inference.
+TOKEN_REVOKED = b'Bearer realm="modelgate", error="invalid_token", error_description="token revoked"'
 
 
 class ExchangeAborted(Exception):
@@ -47,6 +52,20 @@ def json_error(
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *extra]
     return (
         {"type": "http.response.start", "status": status, "headers": headers},
+        {"type": "http.response.body", "body": body, "more_body": False},
+    )
+
+
+# RFC 6749 5.2 error bodies, for what the gateway refuses on the token endpoint itself; no-store
+# as auth sends them (RFC 6749 5.1).
+_OAUTH_ERROR_HEADERS = ((b"cache-control", b"no-store"), (b"pragma", b"no-cache"))
+
+
+def oauth_error(status: int, error: str, description: str) -> tuple[Message, Message]:
+    body = json.dumps({"error": error, "error_description": description}).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    return (
+        {"type": "http.response.start", "status": status, "headers": [*headers, *_OAUTH_ERROR_HEADERS]},
         {"type": "http.response.body", "body": body, "more_body": False},
     )
 
@@ -121,6 +140,11 @@ class Exchange:
         await self.send(start)
         await self.send(body)
 
+    async def respond_oauth_error(self, status: int, error: str, description: str) -> None:
+        start, body = oauth_error(status, error, description)
+        await self.send(start)
+        await self.send(body)
+
     async def run(self) -> None:
         headers: Headers = self.scope["headers"]
         token = request_id_var.set(self.request_id)
@@ -133,9 +157,32 @@ class Exchange:
             await self.respond_error(413, "request_too_large", f"request body exceeds {exc.limit} bytes")
         except ExchangeAborted:
             self.status = self.status or 499  # nginx's "client closed request"
+        except Exception as exc:
+            await self._fail(exc)
         finally:
             request_id_var.reset(token)
             self._record()
+
+    async def _fail(self, exc: Exception) -> None:
+        """An exception nothing above answers (a bug): a 500 if the response has not started, and
+        recorded as 500 in every case (the request failed here; the client did not go away).
+
+        One log line: the exception's type, never its message, which can quote request data.
+        """
+        kind = type(exc)
+        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
+        log.error(
+            "unexpected %s in the exchange of request %s (%s, route %s)",
+            name,
+            self.request_id,
+            self.scope["method"][:16],
+            self.route.name,
+        )
+        if log.isEnabledFor(logging.DEBUG):
+            log.debug("where: %s", describe_exception(exc))
+        if not self.status:
+            await self.respond_error(500, "internal_error", "internal error")
+        self.status = 500
 
     async def _admit(self, headers: Headers) -> bool:
         """What is decided before forwarding: the path, the declared length, the rate limits
@@ -168,15 +215,31 @@ class Exchange:
             except BodyTooLarge:
                 await self.respond_error(413, "request_too_large", f"login body exceeds {MAX_LOGIN_BODY} bytes")
                 return False
-            buckets += login_buckets(state.policies, self.ip, header(headers, b"content-type") or b"", self.body)
-
-        if state.settings.rate_limit_enabled:
             try:
-                decision = await state.limiter.decide(buckets)
+                username = await login_username([v for k, v in headers if k == b"content-type"], self.body)
+            except BadLoginRequest as exc:
+                # Refused before auth: a body the guard and auth could read differently.
+                await self.respond_oauth_error(400, "invalid_request", exc.description)
+                return False
+            buckets += login_buckets(state.policies, self.ip, username)
+
+        limiting = state.settings.rate_limit_enabled
+        # The token endpoint takes no bearer token: a revoked one sent along must not block a new login.
+        checked = None if scope["path"] == state.settings.login_path else identity
+        # Revocation is checked by the rate-limit script (same round trip), so also with rate limiting off.
+        if limiting or (checked is not None and checked.issued_at is not None):
+            try:
+                decision = await state.limiter.decide(buckets if limiting else [], checked)
             except RateLimiterDown:
                 await self.respond_error(503, "rate_limiter_unavailable", "rate limiting is unavailable; try later")
                 return False
-            if decision is not None:
+            if decision is not None and decision.revoked:
+                # Before forwarding: inference would accept the token until it expires. No bucket was charged.
+                start, body = json_error(401, "invalid_token", "token revoked", [(b"www-authenticate", TOKEN_REVOKED)])
+                await self.send(start)
+                await self.send(body)
+                return False
+            if decision is not None and decision.policy is not None:
                 self.limit_headers = decision.headers()
                 if not decision.allowed:
                     self.limited = True
@@ -277,6 +340,11 @@ class Exchange:
                     if self.body_started:
                         break  # the body is spent: cannot try another upstream
                     continue
+                if isinstance(exc, httpx.LocalProtocolError):
+                    # h11 will not send the request as received (a header value RFC 9110 forbids):
+                    # the client's error, not the upstream's. Its message quotes the value: not logged.
+                    await self.respond_error(400, "bad_header", unforwardable_header_detail(headers))
+                    return None
                 if isinstance(exc, httpx.TimeoutException):
                     state.metrics.upstream_errors.labels(route.name, "timeout").inc()
                     await self.respond_error(504, "upstream_timeout", f"upstream for {route.prefix} timed out")
@@ -327,7 +395,8 @@ class Exchange:
         elapsed = time.perf_counter() - self.started
         scope = self.scope
         method = scope["method"]
-        status = self.status or 499
+        # Every path sets the status (499 only when the client went away); 0 is a cancelled exchange.
+        status = self.status or 500
         metrics = state.metrics
         metrics.requests.labels(self.route.name, method if method in _KNOWN_METHODS else "OTHER", str(status)).inc()
         metrics.latency.labels(self.route.name).observe(elapsed)
@@ -337,13 +406,14 @@ class Exchange:
                 ts=self.ts,
                 request_id=self.request_id,
                 method=method[:16],
-                path=scope["path"][:2048],
+                # Client text, as it came but storable: a NUL (from %00) fails the whole COPY batch.
+                path=storable(scope["path"][:2048]),
                 route=self.route.name,
                 status=status,
                 latency_ms=elapsed * 1000,
                 client_ip=self.ip,
                 user_sub=self.identity.sub if self.identity else None,
-                user_agent=user_agent.decode("latin-1")[:512] if user_agent else None,
+                user_agent=storable(user_agent.decode("latin-1")[:512]) if user_agent else None,
                 request_bytes=self.request_bytes,
                 response_bytes=self.response_bytes,
                 upstream=self.upstream,

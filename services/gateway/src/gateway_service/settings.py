@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from modelgate_shared.bearer import TOKEN_PATH
 from modelgate_shared.proxies import Network, parse_networks
+from modelgate_shared.revocation import DEFAULT_KEY_PREFIX
 from modelgate_shared.settings import DatabaseUrl, ServiceSettings, TrustedProxies, VerifierSettings
 from pydantic import BaseModel, Field, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -49,7 +50,8 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="ignore", frozen=True)
 
     redis_url: str
-    redis_key_prefix: str = "modelgate:gw:"
+    # Also where auth writes revocations (its MODELGATE_AUTH_REDIS_KEY_PREFIX must match).
+    redis_key_prefix: str = DEFAULT_KEY_PREFIX
     # Redis calls are on the request path: a hung Redis must cost milliseconds, not seconds.
     redis_timeout_seconds: float = Field(default=0.25, gt=0)
     redis_max_connections: int = Field(default=256, ge=1)
@@ -63,6 +65,10 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     upstream_write_timeout_seconds: float = Field(default=60.0, gt=0)
     upstream_pool_timeout_seconds: float = Field(default=5.0, gt=0)
     upstream_max_connections: int = Field(default=200, ge=1)
+    # Idle upstream connections are closed after this. Below uvicorn's keep-alive timeout (5 s,
+    # the upstreams' default), so the gateway stops reusing a connection before the upstream
+    # closes it: a request then rarely meets that close (the transport sends it again if it does).
+    upstream_keepalive_seconds: float = Field(default=4.0, gt=0)
     # How long an upstream that refused a connection is skipped.
     upstream_cooldown_seconds: float = Field(default=1.0, ge=0)
     max_request_body_bytes: int = Field(default=50 * 1024 * 1024, ge=0)
@@ -88,6 +94,15 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     log_shutdown_timeout_seconds: float = Field(default=10.0, ge=0)
 
     docs_refresh_seconds: float = Field(default=30.0, ge=0)
+
+    # /metrics is for operators. On the public listener it answers a client from these networks
+    # (addresses or CIDRs, matched against the client IP as the proxy resolves it behind
+    # TRUSTED_PROXIES) or a bearer token with the admin scope; anyone else gets 401/403.
+    metrics_allow: TrustedProxies = ()
+    # A listener of its own serving only GET /metrics, without authentication, for Prometheus:
+    # bind it to an interface only operators reach. Off unless a port is set.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    metrics_host: str = "127.0.0.1"
 
     @field_validator("redis_url")
     @classmethod
@@ -117,6 +132,9 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
 
     def trusted_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.trusted_proxies)
+
+    def metrics_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.metrics_allow)
 
     def policy(self, name: str) -> RatePolicy:
         return parse_policy(getattr(self, name), name)

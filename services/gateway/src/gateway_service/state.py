@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from .identity import IdentityResolver
 from .log_writer import LogWriter
 from .metrics import GatewayMetrics
+from .metrics_listener import MetricsListener
 from .openapi import UpstreamSpecs
 from .policies import PolicySet, parse_policy
 from .ratelimit import GuardedLimiter, RateLimiter
@@ -35,6 +36,8 @@ class GatewayState:
         self.verifier: TokenVerifier = settings.build_verifier()
         self.identity = IdentityResolver(self.verifier)
         self.trusted = settings.trusted_networks()
+        self.metrics_allow = settings.metrics_networks()
+        self.metrics_listener: MetricsListener | None = None
         self.policies = PolicySet(
             key_prefix=settings.redis_key_prefix,
             default=settings.policy("rate_limit_default"),
@@ -52,6 +55,10 @@ class GatewayState:
 
     async def start(self) -> None:
         s = self.settings
+        if s.metrics_port is not None:
+            # First: a port that cannot be had stops the start before anything else is opened.
+            self.metrics_listener = MetricsListener(self.metrics.registry, s.metrics_host, s.metrics_port)
+            await self.metrics_listener.start()
         self.pool = UpstreamPool(s)
         # No client-side retries: a dead Redis must fail the decision fast (open or closed).
         # Blocking pool: under a burst, wait briefly for a connection instead of failing the decision.
@@ -65,7 +72,7 @@ class GatewayState:
         )
         self.redis = Redis(connection_pool=self.redis_pool)
         self.limiter = GuardedLimiter(
-            RateLimiter(self.redis),
+            RateLimiter(self.redis, s.redis_key_prefix),
             fail_open=s.rate_limit_fail_open,
             errors=self.metrics.rate_limit_backend_errors,
         )
@@ -87,6 +94,8 @@ class GatewayState:
             log.warning("token keys not loaded yet (tokens count as anonymous until they are): %s", exc)
 
     async def stop(self) -> None:
+        if self.metrics_listener is not None:
+            await self.metrics_listener.close()
         # In-flight requests have finished by now (uvicorn waits for them before lifespan
         # shutdown), so every row is already queued: flush them all.
         await self.writer.close(self.settings.log_shutdown_timeout_seconds)

@@ -11,7 +11,8 @@ exchange. Here:
   connection readable" is a flag the protocol keeps;
 - :class:`_ConnectionPool` keeps idle connections on a stack: O(1) per request (measured
   against ``httpcore.AsyncConnectionPool`` on the same backend by ``bench/transport_pool.py``:
-  bench/README.md, "Upstream connection pool");
+  bench/README.md, "Upstream connection pool"); a request that meets the upstream's close
+  of a reused connection before any answer is sent again, once, on a new connection;
 - httpcore's ``AsyncHTTP11Connection`` still speaks HTTP/1.1 (h11), and
   :class:`UpstreamTransport` is an ordinary ``httpx.AsyncBaseTransport`` raising httpx's
   exceptions, so callers see httpx and nothing else.
@@ -25,7 +26,7 @@ import socket
 import ssl
 import sys
 from collections import deque
-from collections.abc import AsyncIterator, Iterable, Iterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator
 from typing import Any, cast
 
 import httpcore
@@ -45,6 +46,7 @@ class _StreamProtocol(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.chunks: deque[bytes] = deque()
         self.buffered = 0
+        self.received = 0  # bytes that arrived, ever: did an answer start? (the pool's retry)
         self.eof = False
         self.error: BaseException | None = None
         self.lost = False
@@ -60,6 +62,7 @@ class _StreamProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self.chunks.append(data)
         self.buffered += len(data)
+        self.received += len(data)
         if self.buffered > READ_HIGH_WATER and not self.read_paused and self.transport is not None:
             self.read_paused = True
             self.transport.pause_reading()
@@ -117,6 +120,11 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         self._protocol = protocol
         self._pending: list[bytes] = []
         self._pending_bytes = 0
+
+    @property
+    def bytes_received(self) -> int:
+        """Bytes that have arrived on this connection so far, read or not."""
+        return self._protocol.received
 
     async def read(self, max_bytes: int, timeout: float | None = None) -> bytes:  # noqa: ASYNC109 (httpcore's interface)
         self._flush()
@@ -193,7 +201,7 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         ssl_context: ssl.SSLContext,
         server_hostname: str | None = None,
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(timeout):
@@ -236,7 +244,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         local_address: str | None = None,
         socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
         local = (local_address, 0) if local_address else None
         return await self._connect(
@@ -248,7 +256,7 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         path: str,
         timeout: float | None = None,  # noqa: ASYNC109 (httpcore's interface)
         socket_options: Iterable[SocketOption] | None = None,
-    ) -> httpcore.AsyncNetworkStream:
+    ) -> AsyncioStream:
         loop = asyncio.get_running_loop()
         return await self._connect(loop.create_unix_connection(_StreamProtocol, path), timeout, socket_options)
 
@@ -317,6 +325,48 @@ def _httpx_errors() -> Iterator[None]:
         raise _as_httpx_error(e) from e
 
 
+# Errors of a request whose connection the upstream closed (end of file or reset, on write or
+# read). Timeouts are not among them: an upstream that is slow to answer is not a closed one.
+_CLOSED_CONNECTION_ERRORS = (httpcore.ReadError, httpcore.WriteError, httpcore.RemoteProtocolError)
+
+# uvicorn (every upstream here) closes the connection when an exception escapes the app, and
+# under Starlette/FastAPI that happens after the app's 500 has gone out complete and without
+# "Connection: close" (ServerErrorMiddleware answers, then re-raises): the FIN comes about 1 ms
+# later, once the traceback is logged, with any request sent meanwhile unread (the upstream
+# then resets the connection). So a connection that answered 500 is closed, not reused: one
+# reconnect instead of a request sent into a closing connection. Only 500: 502-504 are what
+# upstreams answer under overload or behind their own proxies, and they keep the connection.
+_CLOSES_AFTER_STATUS = 500
+
+
+class _StreamedBody:
+    """A request body that is not bytes (read from the client as it is sent): whether sending
+    it has begun, after which it cannot be sent again."""
+
+    def __init__(self, stream: AsyncIterable[bytes]) -> None:
+        self._stream = stream
+        self.started = False
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        self.started = True
+        async for part in self._stream:
+            yield part
+
+
+def _replayable(body: object) -> bool:
+    # Bytes (httpx.ByteStream: no body, or one the proxy read whole) can be sent again; a streamed
+    # body only if none of it has been taken from the client yet.
+    return isinstance(body, httpx.ByteStream) or (isinstance(body, _StreamedBody) and not body.started)
+
+
+class _Connection(httpcore.AsyncHTTP11Connection):
+    """httpcore's HTTP/1.1 connection, its stream at hand: the retry asks what has arrived."""
+
+    def __init__(self, origin: httpcore.Origin, stream: AsyncioStream, keepalive_expiry: float | None) -> None:
+        super().__init__(origin, stream, keepalive_expiry=keepalive_expiry)
+        self.asyncio_stream = stream  # (``stream`` is httpcore's name for a method)
+
+
 class _ConnectionPool:
     """HTTP/1.1 keep-alive connections to one or a few origins, O(1) per request.
 
@@ -328,6 +378,11 @@ class _ConnectionPool:
     recently used connection is reused first (httpcore takes the first idle one in the order
     they were opened), so the ones at the bottom of the stack, idle longest and the likeliest
     to have been closed by the upstream's own keep-alive timeout, age out and are closed.
+
+    A request that fails on a reused connection because the upstream closed it, before any byte
+    of an answer arrived and while its body can still be sent again, is sent once more on a new
+    connection (:meth:`handle_async_request` says when and why). A connection that answered 500
+    is closed rather than reused (``_CLOSES_AFTER_STATUS``).
 
     Interface: httpcore's ``handle_async_request``, so ``httpcore.AsyncConnectionPool`` can
     stand in for it (the bench does). ``max_keepalive_connections`` is not applied, and idle
@@ -341,23 +396,55 @@ class _ConnectionPool:
         self._max_connections = max_connections
         self._keepalive_expiry = keepalive_expiry
         self._backend = AsyncioBackend()
-        self._idle: dict[tuple[bytes, bytes, int], list[httpcore.AsyncHTTP11Connection]] = {}
+        self._idle: dict[tuple[bytes, bytes, int], list[_Connection]] = {}
         self._open = 0
         self._waiters: deque[asyncio.Future[None]] = deque()
         self._closed = False
+        self.retries = 0
 
     @property
     def open_connections(self) -> int:
         return self._open
 
     async def handle_async_request(self, request: httpcore.Request) -> httpcore.Response:
+        """Send ``request`` on an idle connection (else a new one); once more, on a new one, if
+        the upstream had closed the reused connection under it.
+
+        Either side may close an idle keep-alive connection at any time (RFC 9112 9.3.1), so a
+        request can meet a close already on its way (the upstream's keep-alive timeout, uvicorn's
+        close after a 500). Sent again only if: the connection was reused (a new one that fails
+        is a real failure, and retrying it could loop); it failed by closing (end of file or
+        reset, never a timeout); not one byte of an answer had arrived; and the body can be sent
+        again (bytes, or a stream not yet started). Once: a failed retry is not retried (RFC 9110
+        9.2.2).
+
+        Any method, POST too: servers close keep-alive connections between requests, so a close
+        before any answer means the upstream did not act on the request, unless it died in the
+        middle of it. RFC 9110 9.2.2 calls that guess "riskier" and says a proxy MUST NOT retry
+        non-idempotent requests; Go's net/http retries those only if nothing was written, urllib3
+        only idempotent methods. Accepted here (issue 10): the upstreams are the gateway's own
+        services, and the alternative is a 502 for a request they almost surely never saw.
+        """
         origin = request.url.origin
+        connection, reused = await self._acquire(request, origin)
         while True:
-            connection = await self._acquire(request, origin)
+            received = connection.asyncio_stream.bytes_received
             try:
                 response = await connection.handle_async_request(request)
             except httpcore.ConnectionNotAvailable:
                 self._release(connection, origin)
+                connection, reused = await self._acquire(request, origin)
+                continue
+            except _CLOSED_CONNECTION_ERRORS:
+                answered = connection.asyncio_stream.bytes_received != received
+                if not reused or answered or not _replayable(request.stream):
+                    self._release(connection, origin)
+                    raise
+                # httpcore has closed the connection; its slot goes to the new one (no pool wait).
+                if not connection.is_closed():
+                    self._forget(connection)
+                self.retries += 1
+                connection, reused = await self._connect_in_slot(request, origin), False
                 continue
             except BaseException:
                 self._release(connection, origin)
@@ -365,36 +452,41 @@ class _ConnectionPool:
             return httpcore.Response(
                 status=response.status,
                 headers=response.headers,
-                content=_PooledStream(response.stream, self, connection, origin),
+                content=_PooledStream(
+                    response.stream, self, connection, origin, reuse=response.status != _CLOSES_AFTER_STATUS
+                ),
                 extensions=response.extensions,
             )
 
-    async def _acquire(self, request: httpcore.Request, origin: httpcore.Origin) -> httpcore.AsyncHTTP11Connection:
+    async def _acquire(self, request: httpcore.Request, origin: httpcore.Origin) -> tuple[_Connection, bool]:
+        """A connection for ``request`` and whether it is a reused one."""
         if self._closed:
             raise httpcore.ConnectError("the connection pool is closed")
         idle = self._idle.get((origin.scheme, origin.host, origin.port))
         while idle:
             connection = idle.pop()
             if connection.is_idle() and not connection.has_expired():
-                return connection
+                return connection, True
             self._open -= 1
             await connection.aclose()
-        timeouts = request.extensions.get("timeout", {})
         if self._open >= self._max_connections:
-            await self._wait_for_room(timeouts.get("pool"))
+            await self._wait_for_room(request.extensions.get("timeout", {}).get("pool"))
             return await self._acquire(request, origin)
         self._open += 1
+        return await self._connect_in_slot(request, origin), False
+
+    async def _connect_in_slot(self, request: httpcore.Request, origin: httpcore.Origin) -> _Connection:
+        """A new connection in a slot already counted in ``_open``; the slot is freed if connecting fails."""
+        timeouts = request.extensions.get("timeout", {})
         try:
             stream = await self._connect(origin, timeouts.get("connect"), request.extensions.get("sni_hostname"))
         except BaseException:
             self._open -= 1
             self._wake_one()
             raise
-        return httpcore.AsyncHTTP11Connection(origin, stream, keepalive_expiry=self._keepalive_expiry)
+        return _Connection(origin, stream, self._keepalive_expiry)
 
-    async def _connect(
-        self, origin: httpcore.Origin, seconds: float | None, sni_hostname: str | None
-    ) -> httpcore.AsyncNetworkStream:
+    async def _connect(self, origin: httpcore.Origin, seconds: float | None, sni_hostname: str | None) -> AsyncioStream:
         host = origin.host.decode("ascii")
         stream = await self._backend.connect_tcp(host, origin.port, timeout=seconds)
         if origin.scheme == b"https":
@@ -423,28 +515,28 @@ class _ConnectionPool:
                 waiter.set_result(None)
                 return
 
-    def _release(self, connection: httpcore.AsyncHTTP11Connection, origin: httpcore.Origin) -> None:
+    def _release(self, connection: _Connection, origin: httpcore.Origin, reuse: bool = True) -> None:
         """Take back a connection whose exchange is over: keep it if reusable, else forget it."""
-        if connection.is_idle() and not self._closed:
+        if reuse and connection.is_idle() and not self._closed:
             idle = self._idle.setdefault((origin.scheme, origin.host, origin.port), [])
             idle.append(connection)
             self._close_expired(idle)
         elif connection.is_closed():
             self._open -= 1
         else:
-            # Neither idle nor closed (an exchange cut short): never reuse it.
+            # Not to be reused, or neither idle nor closed (an exchange cut short): close it.
             self._open -= 1
             self._forget(connection)
         self._wake_one()
 
-    def _close_expired(self, idle: list[httpcore.AsyncHTTP11Connection]) -> None:
+    def _close_expired(self, idle: list[_Connection]) -> None:
         # The oldest idle connection sits at the bottom; one check per release keeps the stack clean.
         if len(idle) > 1 and idle[0].has_expired():
             self._open -= 1
             self._forget(idle.pop(0))
 
     @staticmethod
-    def _forget(connection: httpcore.AsyncHTTP11Connection) -> None:
+    def _forget(connection: _Connection) -> None:
         # Closing an HTTP/1.1 connection is synchronous underneath (transport.close()); run it
         # as a task only so this bookkeeping stays a plain function.
         asyncio.get_running_loop().create_task(connection.aclose())
@@ -465,13 +557,15 @@ class _PooledStream:
         self,
         stream: Any,
         pool: _ConnectionPool,
-        connection: httpcore.AsyncHTTP11Connection,
+        connection: _Connection,
         origin: httpcore.Origin,
+        reuse: bool,
     ) -> None:
         self._stream = stream
         self._origin = origin
         self._pool = pool
         self._connection = connection
+        self._reuse = reuse
         self._released = False
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
@@ -485,7 +579,7 @@ class _PooledStream:
         try:
             await self._stream.aclose()
         finally:
-            self._pool._release(self._connection, self._origin)
+            self._pool._release(self._connection, self._origin, self._reuse)
 
 
 class _ResponseStream(httpx.AsyncByteStream):
@@ -520,13 +614,23 @@ class UpstreamTransport(httpx.AsyncBaseTransport):
     def open_connections(self) -> int:
         return self._pool.open_connections
 
+    @property
+    def retries(self) -> int:
+        """Requests sent again on a new connection after the upstream closed a reused one."""
+        return self._pool.retries
+
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
+        body = request.stream
+        # A streamed body is wrapped: the pool must know whether it has started before it resends.
+        content: AsyncIterable[bytes] = (
+            body if isinstance(body, httpx.ByteStream) else _StreamedBody(cast(AsyncIterable[bytes], body))
+        )
         core_request = httpcore.Request(
             method=request.method,
             url=httpcore.URL(scheme=url.raw_scheme, host=url.raw_host, port=url.port, target=url.raw_path),
             headers=request.headers.raw,
-            content=request.stream,
+            content=content,
             extensions=request.extensions,
         )
         with _httpx_errors():

@@ -78,7 +78,7 @@ def _upstream(url: str, settings: GatewaySettings) -> Upstream:
         httpx.Limits(
             max_connections=settings.upstream_max_connections,
             max_keepalive_connections=settings.upstream_max_connections,
-            keepalive_expiry=30,
+            keepalive_expiry=settings.upstream_keepalive_seconds,
         )
     )
     client = httpx.AsyncClient(

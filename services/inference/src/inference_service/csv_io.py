@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from operator import attrgetter
@@ -54,7 +55,7 @@ def _cell_problem(cell: str) -> str | None:
         value = float(text)
     except ValueError:
         return f"{text[:40]!r} is not a number"
-    return None if math.isfinite(value) else f"{text!r} is not a finite number"
+    return None if math.isfinite(value) else f"{text[:40]!r} is not a finite number"
 
 
 def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray:
@@ -99,10 +100,17 @@ def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray
     raise InputError(_cell_problems(rows, lines, features))
 
 
+def _some(names: list[str]) -> list[str]:
+    """The first few names, each cut short: a message names what is wrong, not a whole hostile header."""
+    shown = [name[:40] for name in names[:MAX_REPORTED_ERRORS]]
+    return [*shown, "..."] if len(names) > MAX_REPORTED_ERRORS else shown
+
+
 def _check_header(header: list[str], features: Sequence[str]) -> None:
-    duplicates = sorted({h for h in header if header.count(h) > 1})
+    # Counter, not header.count per column: that is quadratic, and a hostile header has millions.
+    duplicates = _some(sorted(h for h, n in Counter(header).items() if n > 1))
     missing = [f for f in features if f not in header]
-    unknown = [h for h in header if h not in features]
+    unknown = _some([h for h in header if h not in features])
     problems = []
     if duplicates:
         problems.append(Problem((*LOC, 1), f"line 1: duplicate columns {duplicates}", "value_error.header"))

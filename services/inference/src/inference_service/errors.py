@@ -7,8 +7,9 @@ which protocol it is serving.
 from __future__ import annotations
 
 from fastapi import FastAPI, Request
-from fastapi.exception_handlers import http_exception_handler, request_validation_exception_handler
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
+from modelgate_shared.error_bodies import install_error_handling, redact_errors
 from modelgate_shared.request_body import BodyTooLarge
 from starlette.exceptions import HTTPException
 from starlette.responses import JSONResponse, Response
@@ -35,11 +36,13 @@ async def _http_error(request: Request, exc: Exception) -> Response:
 
 async def _validation_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, RequestValidationError)
+    # The shared redaction, whichever protocol renders it.
+    errors = redact_errors(exc.errors())
     if is_v2(request):
-        first = exc.errors()[0] if exc.errors() else {}
+        first = errors[0] if errors else {}
         where = ".".join(str(p) for p in first.get("loc", ()))
         return v2_error(400, f"{where}: {first.get('msg', 'invalid request')}")
-    return await request_validation_exception_handler(request, exc)
+    return JSONResponse({"detail": errors}, status_code=422)
 
 
 def _problems_response(request: Request, problems: list[Problem]) -> JSONResponse:
@@ -65,6 +68,8 @@ async def _too_large(request: Request, exc: Exception) -> Response:
 
 
 def install_error_handlers(app: FastAPI) -> None:
+    # The catch-all 500 every service has; the 422 handler it installs is replaced below.
+    install_error_handling(app)
     app.add_exception_handler(HTTPException, _http_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(InputError, _input_error)

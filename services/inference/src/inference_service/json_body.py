@@ -18,7 +18,8 @@ class InvalidJson(Exception):
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing early (by Content-Length) or as soon as it passes ``limit``."""
     declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
+    # isascii: str.isdigit also takes "²", which int() refuses; a 19-digit length is past any limit.
+    if declared and declared.isascii() and declared.isdigit() and (len(declared) > 18 or int(declared) > limit):
         raise BodyTooLarge(limit)
     chunks: list[bytes] = []
     size = 0
@@ -43,6 +44,9 @@ def parse_json(body: bytes) -> Any:
         return json.loads(body)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise InvalidJson(f"request body is not valid JSON: {exc}") from None
+    except ValueError:
+        # Python refuses integers of more than 4300 digits (sys.get_int_max_str_digits).
+        raise InvalidJson("request body is not valid JSON: a number has too many digits") from None
 
 
 class OrjsonResponse(Response):

@@ -33,6 +33,11 @@ NUMERIC_DTYPES: dict[str, str] = {
 }  # fmt: skip
 
 
+# The protocol's shapes are int64; numpy's arrays have at most 32 dimensions (64 in numpy 2).
+INT64_MAX = 2**63 - 1
+MAX_DIMENSIONS = 32
+
+
 def bad(message: str, *loc: str | int) -> InputError:
     return InputError([Problem(("body", *loc), message, "value_error")])
 
@@ -49,7 +54,9 @@ def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
     """The JSON part and the binary tail (empty without the binary extension)."""
     if header_length is None:
         return parse_json(body), b""
-    if not header_length.isdigit() or not 0 < int(header_length) <= len(body):
+    # isascii: str.isdigit also takes "²", which int() refuses; more than 18 digits is past any body.
+    valid = header_length.isascii() and header_length.isdigit() and len(header_length) <= 18
+    if not valid or not 0 < int(header_length) <= len(body):
         raise InvalidJson(f"Inference-Header-Content-Length {header_length!r} does not fit a {len(body)}-byte body")
     size = int(header_length)
     return parse_json(body[:size]), body[size:]
@@ -57,8 +64,15 @@ def split_body(body: bytes, header_length: str | None) -> tuple[Any, bytes]:
 
 def _shape(spec: Mapping[str, Any], name: str) -> tuple[int, ...]:
     shape = spec.get("shape")
-    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
-        raise bad(f"input {name!r}: shape must be a list of non-negative integers, got {describe_value(shape)}")
+    if not isinstance(shape, list) or not all(type(d) is int and 0 <= d <= INT64_MAX for d in shape):
+        raise bad(
+            f"input {name!r}: shape must be a list of integers within 0..{INT64_MAX}, got {describe_value(shape)}"
+        )
+    if len(shape) > MAX_DIMENSIONS:
+        raise bad(f"input {name!r}: shape has {len(shape)} dimensions, at most {MAX_DIMENSIONS} are supported")
+    if math.prod(shape) > INT64_MAX:
+        # Also keeps every count a message prints far below Python's int-to-text limit.
+        raise bad(f"input {name!r}: shape {describe_value(shape)} has more than {INT64_MAX} elements")
     return tuple(shape)
 
 

@@ -8,8 +8,8 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, Depends, HTTPException, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ..accounts import page_of_users, revoke_user_tokens
-from ..deps import CurrentAdmin, DbSession, Paging, get_current_admin
+from ..accounts import change_scopes, delete_account, page_of_users, revoke_user_tokens
+from ..deps import CurrentAdmin, DbSession, Paging, State, get_current_admin
 from ..login_history import page_of_logins
 from ..models import User
 from ..schemas import AdminUserUpdate, LoginOut, Page, UserOut
@@ -38,7 +38,9 @@ async def read_user(user_id: uuid.UUID, session: DbSession) -> User:
 
 
 @router.patch("/{user_id}", response_model=UserOut, summary="Disable/enable a user or change their scopes (admin)")
-async def update_user(user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: DbSession) -> User:
+async def update_user(
+    user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: DbSession, state: State
+) -> User:
     user = await _user_or_404(session, user_id)
     if user.id == admin.id and (body.disabled or (body.scopes is not None and "admin" not in body.scopes)):
         # Guard against the last admin locking everyone out by accident.
@@ -50,18 +52,20 @@ async def update_user(user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentA
         if body.disabled:
             await revoke_user_tokens(session, user.id, "user_disabled", datetime.now(UTC))
     if body.scopes is not None:
-        user.scopes = body.scopes
+        change_scopes(session, user, body.scopes)
     await session.commit()
+    await state.revocations.publish(session)
     await session.refresh(user)
     return user
 
 
 @router.delete("/{user_id}", status_code=status.HTTP_204_NO_CONTENT, summary="Delete a user and their data (admin)")
-async def delete_user(user_id: uuid.UUID, admin: CurrentAdmin, session: DbSession) -> Response:
+async def delete_user(user_id: uuid.UUID, admin: CurrentAdmin, session: DbSession, state: State) -> Response:
     if user_id == admin.id:
         raise HTTPException(status.HTTP_409_CONFLICT, detail="use DELETE /users/me to delete your own account")
-    await session.delete(await _user_or_404(session, user_id))
+    await delete_account(session, await _user_or_404(session, user_id))
     await session.commit()
+    await state.revocations.publish(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

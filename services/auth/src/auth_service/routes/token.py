@@ -8,10 +8,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse
+from modelgate_shared.oauth_params import repeated_parameter, repeated_parameter_error
 
 from ..deps import DbSession, Ring, State
 from ..grants import Grant, password_grant, refresh_grant, revoke_refresh_token
-from ..login_history import login_attempt
+from ..login_history import login_attempt, settle
 from ..oauth_errors import NO_STORE, OAuthError
 from ..schemas import TokenResponse
 
@@ -25,6 +26,14 @@ def _require(value: str | None, name: str) -> str:
     if not value:
         raise OAuthError("invalid_request", f"missing form field: {name}")
     return value
+
+
+async def _refuse_repeated(request: Request) -> None:
+    """RFC 6749 3.2: no parameter twice (FastAPI would take the last copy, a parser in front the
+    first). The form is the one FastAPI has parsed already, cached on the request."""
+    repeated = repeated_parameter(name for name, _ in (await request.form()).multi_items())
+    if repeated is not None:
+        raise OAuthError("invalid_request", repeated_parameter_error(repeated))
 
 
 @router.post(
@@ -46,11 +55,12 @@ async def token(
 ) -> JSONResponse:
     # Every field is optional at the framework level so that a missing one gets an RFC 6749
     # invalid_request body instead of FastAPI's 422.
-    login = login_attempt(request, state.trusted_proxies, (grant_type or "")[:32] or None, username)
+    login = login_attempt(request, state.trusted_proxies, grant_type)
     now = datetime.now(UTC)
     grant: Grant | None = None
     failure: OAuthError | None = None
     try:
+        await _refuse_repeated(request)
         grant_type = _require(grant_type, "grant_type")
         if grant_type == "password":
             grant = await password_grant(
@@ -76,13 +86,14 @@ async def token(
     # Every attempt is recorded, in the same transaction as its effects (a reuse-triggered
     # family revocation is committed even though the client gets an error).
     if grant is not None:
-        login.user_id, login.username = grant.user.id, grant.user.username
-        login.success, login.reason = True, "ok"
+        await settle(session, login, user_id=grant.user.id, success=True, reason="ok")
     else:
         assert failure is not None
-        login.user_id, login.success, login.reason = failure.user_id, False, failure.reason
+        await settle(session, login, user_id=failure.user_id, success=False, reason=failure.reason)
     session.add(login)
     await session.commit()
+    # A reused refresh token revoked its family: that session's access tokens end too.
+    await state.revocations.publish(session)
     if failure is not None:
         log.info("token request refused: %s", failure.reason)
         raise failure
@@ -97,11 +108,16 @@ async def token(
 
 
 @router.post("/revoke", status_code=200, summary="RFC 7009 token revocation (refresh tokens)")
-async def revoke(session: DbSession, token: OptionalForm = None, token_type_hint: OptionalForm = None) -> Response:
+async def revoke(
+    request: Request, session: DbSession, state: State, token: OptionalForm = None, token_type_hint: OptionalForm = None
+) -> Response:
+    await _refuse_repeated(request)
     token = _require(token, "token")
     # Access tokens are self-contained JWTs that expire within minutes; RFC 7009 2.2 lets
-    # us answer 200 for them (and for unknown tokens) without doing anything.
+    # us answer 200 for them (and for unknown tokens) without doing anything. A refresh
+    # token's session ends whole: its access tokens (sid = the family) are refused at the gateway.
     if token_type_hint in (None, "refresh_token") or "." not in token:
         await revoke_refresh_token(session, token, datetime.now(UTC))
         await session.commit()
+        await state.revocations.publish(session)
     return Response(status_code=200, headers=NO_STORE)

@@ -12,9 +12,10 @@ from ..accounts import (
     apply_password_change,
     conflict_from_integrity_error,
     create_user,
+    delete_account,
     find_conflict,
 )
-from ..deps import CurrentUser, DbSession, Hasher, Paging
+from ..deps import CurrentUser, DbSession, Hasher, Paging, State
 from ..issuing import DEFAULT_SCOPES
 from ..login_history import page_of_logins
 from ..models import User
@@ -49,7 +50,7 @@ async def read_me(user: CurrentUser) -> User:
 
 
 @router.patch("/me", response_model=UserOut, summary="Change email, full name or password")
-async def update_me(body: MeUpdate, user: CurrentUser, hasher: Hasher, session: DbSession) -> User:
+async def update_me(body: MeUpdate, user: CurrentUser, hasher: Hasher, session: DbSession, state: State) -> User:
     now = datetime.now(UTC)
     if body.password is not None:
         if not body.current_password:
@@ -71,15 +72,16 @@ async def update_me(body: MeUpdate, user: CurrentUser, hasher: Hasher, session: 
     except IntegrityError as exc:
         await session.rollback()
         raise conflict(conflict_from_integrity_error(exc)) from None
+    await state.revocations.publish(session)
     await session.refresh(user)
     return user
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, summary="Delete the account and all its data")
-async def delete_me(user: CurrentUser, session: DbSession) -> Response:
-    # Refresh tokens and login history go with the user (ON DELETE CASCADE).
-    await session.delete(user)
+async def delete_me(user: CurrentUser, session: DbSession, state: State) -> Response:
+    await delete_account(session, user)
     await session.commit()
+    await state.revocations.publish(session)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 

@@ -37,7 +37,7 @@ def discovery_document(issuer: str, algorithms: list[str]) -> dict[str, Any]:
         "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_signing_alg_values_supported": algorithms,
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "aud", "sub", "preferred_username", "scope", "iat", "nbf", "exp", "jti"],
+        "claims_supported": ["iss", "aud", "sub", "preferred_username", "scope", "iat", "nbf", "exp", "jti", "sid"],
     }
 
 

@@ -8,6 +8,8 @@ from typing import Annotated, Any, get_type_hints
 
 import sqlalchemy as sa
 from fastapi import APIRouter, Depends, HTTPException, Query
+from modelgate_shared.db import BIGINT_MAX
+from modelgate_shared.stored_text import SingleLineText
 from pydantic import BaseModel, create_model
 
 from ..deps import Engine, require_admin
@@ -76,20 +78,28 @@ def log_query(
 
 
 def _aware(value: datetime | None, name: str) -> datetime | None:
-    if value is not None and value.tzinfo is None:
+    if value is None:
+        return None
+    if value.tzinfo is None:
         raise HTTPException(422, detail=f"{name} must include a timezone, e.g. 2026-01-01T00:00:00Z")
-    return value
+    try:
+        # The driver converts to UTC; 9999-12-31T23:00-05:00 has no UTC datetime.
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise HTTPException(422, detail=f"{name} is out of range once converted to UTC") from None
 
 
+# Every filter is bounded to what its column holds: a NUL, an id beyond a bigint or a date
+# beyond the years Python converts to UTC would otherwise fail in the driver, as a 500.
 @router.get("/request-log", summary="Proxied requests, newest first, paginated by id")
 async def read_request_log(
     engine: Engine,
-    user: Annotated[str | None, Query(description="user sub")] = None,
+    user: Annotated[SingleLineText | None, Query(description="user sub", max_length=256)] = None,
     status: Annotated[int | None, Query(ge=100, le=599)] = None,
-    path: Annotated[str | None, Query(description="path prefix", max_length=2048)] = None,
+    path: Annotated[SingleLineText | None, Query(description="path prefix", max_length=2048)] = None,
     since: Annotated[datetime | None, Query(description="inclusive, ISO 8601 with timezone")] = None,
     until: Annotated[datetime | None, Query(description="exclusive, ISO 8601 with timezone")] = None,
-    before_id: Annotated[int | None, Query(ge=1)] = None,
+    before_id: Annotated[int | None, Query(ge=1, le=BIGINT_MAX)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
 ) -> RequestLogPage:
     query = log_query(

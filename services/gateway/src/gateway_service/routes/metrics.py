@@ -1,15 +1,34 @@
-"""``GET /metrics`` in the Prometheus text format."""
+"""``GET /metrics`` in the Prometheus text format, for operators only.
+
+On the public listener: a client from ``MODELGATE_GATEWAY_METRICS_ALLOW``, or a bearer token
+with the ``admin`` scope (checked as for the admin API); anyone else gets the admin API's
+401/403. Prometheus usually scrapes the metrics listener instead (``metrics_listener.py``).
+"""
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Response
+from fastapi import APIRouter, Depends, Request, Response
+from modelgate_shared.bearer import BearerToken
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import State
+from ..deps import State, require_admin
+from ..metrics import scraper_allowed
 
-router = APIRouter(tags=["observability"])
+
+async def operator_only(request: Request, state: State, token: BearerToken) -> None:
+    if state.metrics_allow:
+        peer = request.client.host if request.client else "unknown"
+        if scraper_allowed(peer, request.headers.raw, state.trusted, state.metrics_allow):
+            return
+    await require_admin(request, token)
+
+
+router = APIRouter(tags=["observability"], dependencies=[Depends(operator_only)])
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)
 async def prometheus_metrics(state: State) -> Response:
-    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    # no-store: per-route traffic must not linger in a shared cache.
+    return Response(
+        generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST, headers={"Cache-Control": "no-store"}
+    )
