@@ -121,5 +121,7 @@ def test_dockerfiles_are_slim_non_root_and_healthchecked(service: str) -> None:
     final = stages[-1]
     assert re.match(r"python:3\.\d+-slim", final), "final stage must be a slim Python image"
     assert re.search(r"(?im)^USER\s+(?!root\b|0\b)\S+", final), "final stage must drop root"
+    # One uid and gid in every image, so files on shared volumes (keys, models) have one owner.
+    assert "--uid 10001" in final and "--gid 10001" in final, "the modelgate user: uid and gid 10001"
     assert re.search(r"(?im)^HEALTHCHECK\s", final), "final stage needs a HEALTHCHECK"
     assert not re.search(r"(?i)\b(gcc|build-essential|g\+\+)\b", final), "no compilers in the final image"
