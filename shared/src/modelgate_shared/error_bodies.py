@@ -143,7 +143,8 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
-def _type_name(exc: BaseException) -> str:
+def exception_type_name(exc: BaseException) -> str:
+    """``module.Class`` of an exception (just ``Class`` for builtins): safe to log, unlike its message."""
     kind = type(exc)
     return kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
 
@@ -154,7 +155,7 @@ def describe_exception(exc: BaseException) -> str:
     parts = []
     for link in reversed(list(_chain(exc))):
         frames = "".join(traceback.format_list(traceback.extract_tb(link.__traceback__)))
-        parts.append(f"Traceback (most recent call last):\n{frames}{_type_name(link)} (message withheld)")
+        parts.append(f"Traceback (most recent call last):\n{frames}{exception_type_name(link)} (message withheld)")
     return "\n\nwhich led to:\n\n".join(parts)
 
 
@@ -199,7 +200,7 @@ class InternalErrorMiddleware:
                 request_id = state.get("request_id", "-")
             log.error(
                 "unhandled %s in %s (request %s); %s",
-                _type_name(exc),
+                exception_type_name(exc),
                 _route(scope),
                 request_id,
                 describe_exception(exc),

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime
 
 import httpx
-from modelgate_shared.error_bodies import describe_exception
+from modelgate_shared.error_bodies import describe_exception, exception_type_name
 from modelgate_shared.request_body import BodyTooLarge
 from modelgate_shared.request_context import REQUEST_ID_HEADER, accept_or_generate, request_id_var
 from modelgate_shared.stored_text import storable
@@ -169,11 +169,9 @@ class Exchange:
 
         One log line: the exception's type, never its message, which can quote request data.
         """
-        kind = type(exc)
-        name = kind.__qualname__ if kind.__module__ == "builtins" else f"{kind.__module__}.{kind.__qualname__}"
         log.error(
             "unexpected %s in the exchange of request %s (%s, route %s)",
-            name,
+            exception_type_name(exc),
             self.request_id,
             self.scope["method"][:16],
             self.route.name,
