@@ -92,7 +92,8 @@ async def test_openid_configuration(client: httpx.AsyncClient) -> None:
     assert body["token_endpoint"] == f"{ISSUER}/token"
     assert body["revocation_endpoint"] == f"{ISSUER}/revoke"
     assert body["jwks_uri"] == f"{ISSUER}/.well-known/jwks.json"
-    assert set(body["grant_types_supported"]) == {"password", "refresh_token"}
+    assert set(body["grant_types_supported"]) == {"password", "refresh_token", "client_credentials"}
+    assert body["token_endpoint_auth_methods_supported"] == ["none", "client_secret_basic", "client_secret_post"]
     assert body["scopes_supported"] == ["predict", "models:read", "admin"]
 
 

@@ -3,6 +3,7 @@ and no error body, log line or login record that carries a password, a hash or a
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import logging
@@ -111,6 +112,31 @@ async def test_every_paging_parameter_is_bounded(client: httpx.AsyncClient, admi
     # The largest offset a bigint holds is a valid (empty) page.
     last = await client.get("/users/me/logins", headers=bearer(token), params={"offset": 2**63 - 1})
     assert last.status_code == 200 and last.json()["items"] == []
+
+
+async def test_client_authentication_answers_invalid_client_for_hostile_credentials(
+    client: httpx.AsyncClient, app: FastAPI
+) -> None:
+    def basic(raw: bytes) -> dict[str, str]:
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode()}
+
+    attempts: list[tuple[dict[str, str], dict[str, str]]] = [
+        ({"client_id": "mgc_\x00x", "client_secret": "s"}, {}),
+        ({"client_id": "mgc_x", "client_secret": "s\x00"}, {}),
+        ({"client_id": "m" * 100_000, "client_secret": "s" * 100_000}, {}),
+        ({}, basic(b"mgc_\x00x:secret")),
+        ({}, basic(b"mgc_x:%00%ff")),
+        ({}, basic(b"mgc_%ED%A0%80:x")),  # an encoded surrogate: not UTF-8
+        ({}, basic("mgc_\u00e9:\u00e9".encode())),
+        ({}, {"Authorization": "Basic " + "A" * 10_000}),
+    ]
+    for form, headers in attempts:
+        response = await client.post("/token", data={"grant_type": "client_credentials", **form}, headers=headers)
+        assert response.status_code == 401, (form, headers, response.text)
+        assert response.json()["error"] == "invalid_client"
+    async with app.state.auth.sessions() as session:
+        rows = list(await session.scalars(select(Login).order_by(Login.id)))
+    assert [(r.success, r.client_id) for r in rows] == [(False, None)] * len(attempts)
 
 
 async def test_token_endpoint_answers_rfc6749_errors_for_hostile_forms(client: httpx.AsyncClient, app: FastAPI) -> None:

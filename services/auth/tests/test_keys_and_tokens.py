@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 from auth_service.issuing import (
     AccessTokenRequest,
-    hash_refresh_token,
+    hash_secret,
     issue_access_token,
-    new_refresh_token,
+    new_secret,
     ordered_scopes,
 )
 from auth_service.keyring import KeyRing, KeyRingSource, create_key, key_files
@@ -110,14 +110,14 @@ def test_created_keys_are_owner_only(tmp_path: Path) -> None:
     assert key_files(tmp_path / "keys") == [path]
 
 
-def test_refresh_tokens_are_256_bit_and_hashed() -> None:
-    tokens = {new_refresh_token() for _ in range(100)}
+def test_secrets_are_256_bit_and_hashed() -> None:
+    tokens = {new_secret() for _ in range(100)}
     assert len(tokens) == 100
     token = tokens.pop()
     assert len(token) >= 43
-    assert hash_refresh_token(token) == hash_refresh_token(token)
-    assert hash_refresh_token(token) != hash_refresh_token(token + "x")
-    assert len(hash_refresh_token(token)) == 64
+    assert hash_secret(token) == hash_secret(token)
+    assert hash_secret(token) != hash_secret(token + "x")
+    assert len(hash_secret(token)) == 64
 
 
 def test_ordered_scopes_drops_unknown_and_orders() -> None:

@@ -99,7 +99,7 @@ async def test_unknown_user_and_wrong_password_get_the_same_answer(client: httpx
         ({"grant_type": "password", "password": PASSWORD}, "invalid_request"),
         ({"grant_type": "password", "username": "alice"}, "invalid_request"),
         ({"grant_type": "refresh_token"}, "invalid_request"),
-        ({"grant_type": "client_credentials"}, "unsupported_grant_type"),
+        ({"grant_type": "authorization_code", "code": "x"}, "unsupported_grant_type"),
     ],
 )
 async def test_malformed_token_requests_get_rfc6749_errors(
@@ -238,12 +238,12 @@ async def test_concurrent_use_of_one_refresh_token_is_treated_as_reuse(client: h
 
 
 async def test_malformed_attempts_are_recorded_too(client: httpx.AsyncClient, app: FastAPI) -> None:
-    await client.post("/token", data={"grant_type": "client_credentials", "username": "mallory"})
+    await client.post("/token", data={"grant_type": "authorization_code", "username": "mallory"})
     await client.post("/token", data={"grant_type": "password", "username": "mallory"})
     async with app.state.auth.sessions() as session:
         rows = list(await session.scalars(select(Login).order_by(Login.id)))
     assert [(r.username, r.grant_type, r.success, r.reason) for r in rows] == [
-        (None, "client_credentials", False, "unsupported_grant_type"),
+        (None, "authorization_code", False, "unsupported_grant_type"),
         (None, "password", False, "invalid_request"),
     ]
 
@@ -263,7 +263,7 @@ async def test_prune_deletes_expired_tokens_and_old_logins(client: httpx.AsyncCl
         oldest = await session.scalar(select(Login.id).order_by(Login.id).limit(1))
         await session.execute(update(Login).where(Login.id == oldest).values(at=datetime.now(UTC) - timedelta(days=91)))
         await session.commit()
-        assert await prune(session, datetime.now(UTC), timedelta(days=90)) == (1, 1)
+        assert await prune(session, datetime.now(UTC), timedelta(days=90)) == (1, 1, 0)
     # The live token still works.
     assert (await refresh(client, second.json()["refresh_token"])).status_code == 200
 

@@ -6,6 +6,7 @@ Unit tests of ``login_form`` against a FastAPI endpoint declared as auth's ``POS
 
 from __future__ import annotations
 
+import base64
 import random
 from collections.abc import Callable, Sequence
 from typing import Annotated, Any
@@ -13,7 +14,7 @@ from typing import Annotated, Any
 import httpx
 import pytest
 from fastapi import FastAPI, Form
-from gateway_service.login_form import MAX_LOGIN_FIELDS, BadLoginRequest, login_username
+from gateway_service.login_form import MAX_LOGIN_FIELDS, BadLoginRequest, Login, login_username, read_login
 from gateway_service.policies import Bucket, PolicySet, login_buckets, parse_policy, username_digest
 from modelgate_shared.usernames import canonical_username
 
@@ -208,6 +209,55 @@ def test_login_buckets_key_the_hashed_normal_form() -> None:
     assert login_buckets(policies, "1.2.3.4", "") == [by_ip]
 
 
+def basic(client_id: str, secret: str = "x") -> bytes:  # noqa: S107 - a test value
+    return b"Basic " + base64.b64encode(f"{client_id}:{secret}".encode())
+
+
+CLIENT_LOGINS = [
+    # (Authorization, body, what auth authenticates)
+    (basic("mgc_abc"), b"grant_type=client_credentials", Login("", "mgc_abc")),
+    (None, b"grant_type=client_credentials&client_id=mgc_abc&client_secret=x", Login("", "mgc_abc")),
+    # RFC 6749 2.3.1: the id is form-urlencoded inside Basic ("%6D" is "m").
+    (basic("%6Dgc_abc"), b"grant_type=client_credentials", Login("", "mgc_abc")),
+    # Any id is authenticated for client_credentials.
+    (basic("app"), b"grant_type=client_credentials", Login("", "app")),
+    # Basic wins (auth refuses a second, different form id as invalid_request).
+    (basic("mgc_abc"), b"grant_type=client_credentials&client_id=mgc_other", Login("", "mgc_abc")),
+    # An empty Basic id (Swagger UI's) presents nothing: the form's id is the one.
+    (basic("", ""), b"grant_type=client_credentials&client_id=mgc_abc&client_secret=x", Login("", "mgc_abc")),
+    # A service account's id with another grant is authenticated too (then unauthorized_client).
+    (basic("mgc_abc"), b"grant_type=password&username=Alice&password=x", Login("alice", "mgc_abc")),
+    # A public client naming itself with the password grant is not: no bucket of its own to fill.
+    (basic("modelgate-docs", ""), b"grant_type=password&username=alice&password=x", Login("alice", "")),
+    (None, b"grant_type=password&username=alice&password=x&client_id=modelgate-docs", Login("alice", "")),
+    # A Basic header auth cannot decode: auth authenticates nobody (invalid_client).
+    (b"Basic !!!", b"grant_type=client_credentials&client_id=mgc_abc", Login("", "")),
+    (b"Bearer abc.def.ghi", b"grant_type=client_credentials", Login("", "")),
+]
+
+
+@pytest.mark.parametrize(("authorization", "body", "expected"), CLIENT_LOGINS)
+async def test_the_guard_finds_the_client_auth_authenticates(
+    authorization: bytes | None, body: bytes, expected: Login
+) -> None:
+    assert await read_login([URLENCODED], authorization, body) == expected
+
+
+def test_client_buckets_are_keyed_on_the_hashed_client_id() -> None:
+    policies = PolicySet(
+        key_prefix="gw:",
+        default=parse_policy("10/minute", "default"),
+        login_ip=parse_policy("5/minute", "login_ip"),
+        login_username=parse_policy("2/minute", "login_username"),
+        overrides={},
+    )
+    buckets = login_buckets(policies, "1.2.3.4", "", "mgc_abc")
+    assert buckets[1:] == [Bucket(f"gw:login:client:{username_digest('mgc_abc')}", policies.login_username)]
+    assert "mgc_abc" not in buckets[1].key
+    # A username and a client id of the same text are two buckets.
+    assert len({b.key for b in login_buckets(policies, "1.2.3.4", "abc", "abc")}) == 3
+
+
 # -- over HTTP: the gateway in front of a stand-in auth ---------------------------------------------
 
 
@@ -277,3 +327,45 @@ def test_a_login_without_content_type_is_refused(make_gateway: Callable[..., str
         answer = client.post("/auth/token", content=b"username=erin&password=x")
     assert answer.status_code == 400
     assert answer.json()["error"] == "invalid_request"
+
+
+def test_client_authentications_fill_the_clients_bucket(make_gateway: Callable[..., str]) -> None:
+    gateway = make_gateway(
+        MODELGATE_GATEWAY_RATE_LIMIT_LOGIN_USERNAME="10/hour:4",
+        MODELGATE_GATEWAY_RATE_LIMIT_LOGIN_IP="100/hour",
+        MODELGATE_GATEWAY_TRUSTED_PROXIES=TRUST_LOCAL,
+    )
+    form = "application/x-www-form-urlencoded"
+
+    def attempt(n: int, how: str, client_id: str = "mgc_guarded") -> httpx.Response:
+        headers = {"Content-Type": form, "X-Forwarded-For": f"192.0.2.{100 + n}"}
+        body = b"grant_type=client_credentials"
+        if how == "basic":
+            headers["Authorization"] = basic(client_id, f"guess-{n}").decode()
+        else:
+            body += f"&client_id={client_id}&client_secret=guess-{n}".encode()
+        return client.post("/auth/token", content=body, headers=headers)
+
+    with httpx.Client(base_url=gateway) as client:
+        # Basic and form alike, each from an address of its own: one bucket, the client's.
+        for n, how in enumerate(["basic", "form", "basic", "form"]):
+            answer = attempt(n, how)
+            assert answer.status_code == 200, answer.text
+            assert answer.json()["upstream"] == "auth"
+        for n, how in enumerate(["basic", "form"], start=10):
+            blocked = attempt(n, how)
+            assert blocked.status_code == 429, blocked.text
+            assert "rate_limit_login_username" in blocked.json()["detail"]
+        # Another client is not held up, nor are Swagger UI's password logins naming a public client.
+        assert attempt(20, "basic", "mgc_other").status_code == 200
+        for n in range(6):
+            docs = client.post(
+                "/auth/token",
+                content=f"grant_type=password&username=user{n}&password=x".encode(),
+                headers={
+                    "Content-Type": form,
+                    "Authorization": basic("modelgate-docs", "").decode(),
+                    "X-Forwarded-For": f"192.0.2.{30 + n}",
+                },
+            )
+            assert docs.status_code == 200, docs.text

@@ -20,7 +20,7 @@ from .bootstrap import ensure_admin
 from .key_registry import sync_forever
 from .oauth_errors import OAuthError, hashing_busy_handler, oauth_error_handler
 from .passwords import HashingBusy
-from .routes import admin, token, users, wellknown
+from .routes import admin, clients, token, users, wellknown
 from .settings import AuthSettings
 from .state import AuthState, build_state
 
@@ -64,7 +64,7 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
 
     app = FastAPI(
         title="modelgate auth",
-        summary="OAuth2 authorization server: users, RS256 access tokens, rotating refresh tokens",
+        summary="OAuth2 authorization server: users, service accounts, RS256 access tokens, rotating refresh tokens",
         version="0.1.0",
         lifespan=lifespan,
     )
@@ -83,4 +83,5 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
     app.include_router(wellknown.router)
     app.include_router(users.router)
     app.include_router(admin.router)
+    app.include_router(clients.router)
     return app

@@ -34,7 +34,8 @@ async def ensure_admin(session: AsyncSession, hasher: PasswordHasher, settings: 
             session, hasher, username=username, email=email, password=password, full_name=None, scopes=ADMIN_SCOPES
         )
     except UserConflict:
-        # Another worker created it first (or the email is taken): nothing to do.
+        # Another worker created it first, or the email is taken, or the name is reserved by
+        # a rename (the admin renamed within the grace period): nothing to do.
         return False
     log.info("created the first admin user %r", username)
     return True

@@ -78,6 +78,9 @@ AdminClaims = Annotated[AccessClaims, Depends(require_scopes("admin"))]
 
 
 async def get_current_user(claims: Claims, session: DbSession) -> User:
+    if "client_id" in claims.raw:
+        # A service account's token: valid, but these routes act for a person.
+        raise HTTPException(status.HTTP_403_FORBIDDEN, detail="a service account's token cannot act as a user")
     try:
         user_id = uuid.UUID(claims.sub)
     except ValueError:

@@ -1,4 +1,5 @@
-"""The OAuth2 grants: password, refresh_token (rotating, with reuse detection), revocation.
+"""The OAuth2 grants: password, refresh_token (rotating, with reuse detection), client_credentials
+(service accounts), and refresh-token revocation.
 
 Each function takes a session and leaves committing to the caller, which records the
 attempt in ``logins`` in the same transaction: a failed refresh that revoked a family
@@ -16,16 +17,17 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from .accounts import user_by_username
+from .client_auth import ClientCredentials, authenticate_client
 from .issuing import (
     AccessTokenRequest,
-    hash_refresh_token,
+    hash_secret,
     issue_access_token,
-    new_refresh_token,
+    new_secret,
     ordered_scopes,
     parse_scope,
 )
 from .keyring import KeyRing
-from .models import RefreshToken, User
+from .models import Client, RefreshToken, User
 from .oauth_errors import OAuthError, invalid_grant, temporarily_unavailable
 from .passwords import MAX_PASSWORD_LENGTH, HashingBusy, PasswordHasher
 from .revocation import note_session_revoked
@@ -43,24 +45,33 @@ class TokenPolicy:
 
 @dataclass(frozen=True, slots=True)
 class Grant:
-    user: User
+    """An issued token: a user's (with a refresh token) or a service account's (without)."""
+
     access_token: str
-    refresh_token: str
+    refresh_token: str | None
     scopes: tuple[str, ...]
     expires_in: int
+    user: User | None = None
+    client: Client | None = None
 
 
-def _requested_scopes(scope: str | None, allowed: set[str], user_id: uuid.UUID) -> tuple[str, ...]:
+def _requested_scopes(
+    scope: str | None, allowed: set[str], *, user_id: uuid.UUID | None = None, client_id: str | None = None
+) -> tuple[str, ...]:
+    """The scopes asked for (all of ``allowed`` when none are); ``invalid_scope`` for one not held."""
     requested = parse_scope(scope)
     if not requested:
         return ordered_scopes(allowed)
     extra = requested - allowed
     if extra:
+        whose = "user" if client_id is None else "client"
         raise OAuthError(
             "invalid_scope",
-            f"scope not granted to this user: {' '.join(sorted(extra))}",
+            # Cut short: the names are client input.
+            f"scope not granted to this {whose}: {' '.join(sorted(extra))[:200]}",
             reason="invalid_scope",
             user_id=user_id,
+            client_id=client_id,
         )
     return ordered_scopes(requested)
 
@@ -83,10 +94,10 @@ def _access_token(
 def _new_refresh_row(
     user: User, family_id: uuid.UUID, scopes: tuple[str, ...], policy: TokenPolicy, now: datetime
 ) -> tuple[str, RefreshToken]:
-    token = new_refresh_token()
+    token = new_secret()
     row = RefreshToken(
         id=uuid.uuid4(),
-        token_hash=hash_refresh_token(token),
+        token_hash=hash_secret(token),
         family_id=family_id,
         user_id=user.id,
         scopes=list(scopes),
@@ -131,12 +142,12 @@ async def password_grant(
         raise invalid_grant("this account is disabled", "user_disabled", user.id)
     if new_hash:
         user.password_hash = new_hash
-    scopes = _requested_scopes(scope, set(user.scopes), user.id)
+    scopes = _requested_scopes(scope, set(user.scopes), user_id=user.id)
     family_id = uuid.uuid4()
     refresh, row = _new_refresh_row(user, family_id, scopes, policy, now)
     session.add(row)
     access = _access_token(ring, policy, user, scopes, family_id, now)
-    return Grant(user, access, refresh, scopes, policy.access_ttl_seconds)
+    return Grant(access, refresh, scopes, policy.access_ttl_seconds, user=user)
 
 
 async def revoke_family(session: AsyncSession, family_id: uuid.UUID, reason: str, now: datetime) -> None:
@@ -160,7 +171,7 @@ async def refresh_grant(
 ) -> Grant:
     # FOR UPDATE serialises concurrent uses of one token: the second sees it rotated.
     row = await session.scalar(
-        select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(refresh_token)).with_for_update()
+        select(RefreshToken).where(RefreshToken.token_hash == hash_secret(refresh_token)).with_for_update()
     )
     if row is None:
         raise invalid_grant("refresh token is invalid", "refresh_token_unknown")
@@ -181,7 +192,7 @@ async def refresh_grant(
         raise invalid_grant("this account is disabled", "user_disabled", user.id)
     # Scopes an admin removed since login are not carried forward.
     granted = set(row.scopes) & set(user.scopes)
-    access_scopes = _requested_scopes(scope, granted, user.id)
+    access_scopes = _requested_scopes(scope, granted, user_id=user.id)
     family_scopes = ordered_scopes(granted)
     refresh, new_row = _new_refresh_row(user, row.family_id, family_scopes, policy, now)
     session.add(new_row)
@@ -190,12 +201,51 @@ async def refresh_grant(
     row.revoked_reason = "rotated"
     row.replaced_by_id = new_row.id
     access = _access_token(ring, policy, user, access_scopes, row.family_id, now)
-    return Grant(user, access, refresh, access_scopes, policy.access_ttl_seconds)
+    return Grant(access, refresh, access_scopes, policy.access_ttl_seconds, user=user)
+
+
+async def client_credentials_grant(
+    session: AsyncSession,
+    ring: KeyRing,
+    policy: TokenPolicy,
+    *,
+    credentials: ClientCredentials,
+    scope: str | None,
+    now: datetime,
+) -> Grant:
+    """RFC 6749 4.4: a service account's token, ``sub`` = its client id; no refresh token (4.4.3):
+    the client authenticates again for a new one."""
+    client = await authenticate_client(session, credentials, now)
+    scopes = _requested_scopes(scope, set(client.scopes), client_id=client.id)
+    request = AccessTokenRequest(
+        issuer=policy.issuer,
+        audience=policy.audience,
+        subject=client.id,
+        username=None,
+        scopes=scopes,
+        ttl_seconds=policy.access_ttl_seconds,
+        client_id=client.id,
+    )
+    access = issue_access_token(ring.signing, request, now)
+    return Grant(access, None, scopes, policy.access_ttl_seconds, client=client)
+
+
+async def refuse_service_account(session: AsyncSession, credentials: ClientCredentials, now: datetime) -> None:
+    """A service account's credentials sent with the password or refresh_token grant: authenticated
+    (a wrong secret is ``invalid_client`` as anywhere), then ``unauthorized_client``: service
+    accounts get tokens by the client_credentials grant only."""
+    client = await authenticate_client(session, credentials, now)
+    raise OAuthError(
+        "unauthorized_client",
+        "service accounts use the client_credentials grant",
+        reason="grant_not_allowed",
+        client_id=client.id,
+    )
 
 
 async def revoke_refresh_token(session: AsyncSession, token: str, now: datetime) -> bool:
     """RFC 7009: revoke the token's family. False when the token is unknown (still a 200)."""
-    row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_refresh_token(token)))
+    row = await session.scalar(select(RefreshToken).where(RefreshToken.token_hash == hash_secret(token)))
     if row is None:
         return False
     await revoke_family(session, row.family_id, "revoked", now)

@@ -1,4 +1,5 @@
-"""Token minting: signed access JWTs and opaque refresh tokens. Pure functions."""
+"""Token minting: signed access JWTs, and the opaque secrets (refresh tokens, client secrets). Pure
+functions."""
 
 from __future__ import annotations
 
@@ -18,21 +19,26 @@ SCOPES: tuple[str, ...] = ("predict", "models:read", "admin")
 DEFAULT_SCOPES: tuple[str, ...] = ("predict", "models:read")
 ADMIN_SCOPES: tuple[str, ...] = SCOPES
 
-# 32 random bytes = 256 bits: past any online or offline guessing of a refresh token.
-REFRESH_TOKEN_BYTES = 32
+# 32 random bytes = 256 bits: past any online or offline guessing of a refresh token or a
+# client secret.
+SECRET_BYTES = 32
 
 
 @dataclass(frozen=True, slots=True)
 class AccessTokenRequest:
     issuer: str
     audience: str
-    subject: uuid.UUID
-    username: str
+    # A user's id, or a service account's client id.
+    subject: uuid.UUID | str
+    # ``preferred_username``: a user's name; None for a service account.
+    username: str | None
     scopes: tuple[str, ...]
     ttl_seconds: int
     # The refresh-token family (one per login): the ``sid`` claim, which lets a revoked session's
     # access tokens be refused at the gateway without ending the user's other sessions.
     session_id: uuid.UUID | None = None
+    # A service account's token (client_credentials grant): the ``client_id`` claim (RFC 9068).
+    client_id: str | None = None
 
 
 def ordered_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
@@ -47,27 +53,37 @@ def parse_scope(value: str | None) -> set[str]:
 
 def issue_access_token(key: SigningKey, request: AccessTokenRequest, now: datetime) -> str:
     issued = int(now.timestamp())
-    claims = {
+    claims: dict[str, str | int] = {
         "iss": request.issuer,
         "aud": request.audience,
         "sub": str(request.subject),
-        "preferred_username": request.username,
         "scope": " ".join(request.scopes),
         "iat": issued,
         "nbf": issued,
         "exp": issued + request.ttl_seconds,
         "jti": uuid.uuid4().hex,
     }
+    if request.username is not None:
+        claims["preferred_username"] = request.username
     if request.session_id is not None:
         claims["sid"] = str(request.session_id)
+    if request.client_id is not None:
+        claims["client_id"] = request.client_id
     # python-jose ships no type information; encode returns the compact JWS string.
     return cast(str, jwt.encode(claims, key.signer, algorithm=key.algorithm, headers={"kid": key.kid, "typ": "JWT"}))
 
 
-def new_refresh_token() -> str:
-    return secrets.token_urlsafe(REFRESH_TOKEN_BYTES)
+def new_secret() -> str:
+    """A refresh token or a client secret: 256 random bits, base64url (43 characters)."""
+    return secrets.token_urlsafe(SECRET_BYTES)
 
 
-def hash_refresh_token(token: str) -> str:
-    # A fast hash is right here: the token has 256 bits of entropy, nothing to brute-force.
-    return hashlib.sha256(token.encode()).hexdigest()
+def hash_secret(secret: str) -> str:
+    """What is stored of a secret ``new_secret`` made (hex SHA-256).
+
+    A fast unkeyed hash is right here, and bcrypt is not needed: bcrypt's cost and a pepper only
+    slow the guessing of a low-entropy secret (a password) from its hash, and 256 random bits
+    cannot be guessed at any speed. ``surrogatepass``: whatever a client presents hashes, never
+    raises (an unpaired surrogate matches no secret of ours).
+    """
+    return hashlib.sha256(secret.encode("utf-8", "surrogatepass")).hexdigest()

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 ORM models: users, refresh tokens, login attempts, signing keys."""
+"""SQLAlchemy 2 ORM models: users, usernames given up, service accounts (OAuth2 clients), refresh
+tokens, the login history, signing keys."""
 
 from __future__ import annotations
 
@@ -52,6 +53,41 @@ class User(Base):
     password_changed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
 
+class UsernameReservation(Base):
+    """A name a user renamed away from: nobody else may take it before ``reserved_until``, so a
+    renamed account cannot be impersonated at once under its old name. Its own user may take it
+    back. One row per name: giving the name up again later overwrites the row."""
+
+    __tablename__ = "username_reservations"
+
+    username: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    released_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    reserved_until: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Client(Base):
+    """A service account: a program's OAuth2 client, which gets access tokens by the
+    client_credentials grant (``sub`` = ``id``). Its secret is stored only as a SHA-256 digest
+    (``issuing.hash_secret``); after a rotation the previous digest is accepted until
+    ``previous_secret_expires_at``, so deployments can roll onto the new secret."""
+
+    __tablename__ = "clients"
+
+    # Public: ``mgc_`` and 128 random bits (service_accounts.new_client_id).
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    # The person accountable for it; deleting them deletes their clients (and ends their tokens).
+    owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
+    previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    secret_rotated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
 class RefreshToken(Base):
     __tablename__ = "refresh_tokens"
 
@@ -71,13 +107,24 @@ class RefreshToken(Base):
 
 class Login(Base):
     __tablename__ = "logins"
-    __table_args__ = (Index("ix_logins_user_id_at", "user_id", "at"),)
+    __table_args__ = (
+        Index("ix_logins_user_id_at", "user_id", "at"),
+        Index("ix_logins_client_id_at", "client_id", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    # What the row records: a ``/token`` attempt (``token``) or an account event
+    # (``username_changed``; login_history.EVENTS).
+    event: Mapped[str] = mapped_column(String(32), default="token", server_default="token")
     user_id: Mapped[uuid.UUID | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The service account the attempt authenticated as, when it names one that exists (like
+    # ``username``, an unknown id is not stored: it may be a secret pasted into the wrong field).
+    client_id: Mapped[str | None] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     # The account's own name when the attempt concerned one; never what the client typed
     # (login_history.settle: an unknown name is often a password in the wrong field).
+    # After a rename, the new name; the one it replaced is ``previous_username``.
     username: Mapped[str | None] = mapped_column(String(64))
+    previous_username: Mapped[str | None] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     client_ip: Mapped[str | None] = mapped_column(INET)
     user_agent: Mapped[str | None] = mapped_column(String(512))

@@ -14,7 +14,7 @@ NO_STORE = {"Cache-Control": "no-store", "Pragma": "no-cache"}
 
 
 class OAuthError(Exception):
-    """An RFC 6749 error; ``reason`` and ``user_id`` feed the login history, not the client."""
+    """An RFC 6749 error; ``reason``, ``user_id`` and ``client_id`` feed the login history, not the client."""
 
     def __init__(
         self,
@@ -23,6 +23,7 @@ class OAuthError(Exception):
         *,
         reason: str | None = None,
         user_id: uuid.UUID | None = None,
+        client_id: str | None = None,
         status_code: int = 400,
         headers: dict[str, str] | None = None,
     ) -> None:
@@ -31,12 +32,24 @@ class OAuthError(Exception):
         self.description = description
         self.reason = reason or error
         self.user_id = user_id
+        self.client_id = client_id
         self.status_code = status_code
         self.headers = headers or {}
 
 
 def invalid_grant(description: str, reason: str, user_id: uuid.UUID | None = None) -> OAuthError:
     return OAuthError("invalid_grant", description, reason=reason, user_id=user_id)
+
+
+# RFC 6749 5.2: a failed client authentication is a 401 naming the scheme to use. Sent whichever
+# method the client tried (RFC 9110 requires the challenge on every 401).
+CLIENT_CHALLENGE = {"WWW-Authenticate": 'Basic realm="modelgate", charset="UTF-8"'}
+
+
+def invalid_client(description: str, reason: str, client_id: str | None = None) -> OAuthError:
+    return OAuthError(
+        "invalid_client", description, reason=reason, client_id=client_id, status_code=401, headers=CLIENT_CHALLENGE
+    )
 
 
 async def oauth_error_handler(_request: Request, exc: Exception) -> JSONResponse:

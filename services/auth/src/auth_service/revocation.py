@@ -33,9 +33,10 @@ _SUBJECTS = "modelgate.revoked_subjects"
 _SESSIONS = "modelgate.revoked_sessions"
 
 
-def note_subject_revoked(session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Every access token of ``user_id`` issued so far is to be refused once this commits."""
-    session.info.setdefault(_SUBJECTS, set()).add(str(user_id))
+def note_subject_revoked(session: AsyncSession, subject: uuid.UUID | str) -> None:
+    """Every access token of ``subject`` (a user's id, a client's id) issued so far is to be
+    refused once this commits."""
+    session.info.setdefault(_SUBJECTS, set()).add(str(subject))
 
 
 def note_session_revoked(session: AsyncSession, family_id: uuid.UUID) -> None:

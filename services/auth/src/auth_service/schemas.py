@@ -10,7 +10,7 @@ from modelgate_shared.stored_text import SingleLineText, StoredText
 from modelgate_shared.usernames import normalise_username
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 
-from .issuing import SCOPES
+from .issuing import DEFAULT_SCOPES, SCOPES
 from .passwords import MAX_PASSWORD_LENGTH, password_problem
 
 
@@ -59,6 +59,9 @@ class MeUpdate(BaseModel):
 
     email: Email | None = None
     full_name: FullName | None = None
+    username: Username | None = Field(
+        default=None, description="The new username (sign-up's rule; the old stays reserved); needs current_password"
+    )
     password: NewPassword | None = Field(default=None, description="The new password; needs current_password")
     current_password: GivenPassword | None = None
 
@@ -68,6 +71,7 @@ class AdminUserUpdate(BaseModel):
 
     disabled: bool | None = None
     scopes: ScopeList | None = None
+    username: Username | None = Field(default=None, description="Rename the user (the old name stays reserved)")
 
 
 class UserOut(BaseModel):
@@ -88,12 +92,67 @@ class LoginOut(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 
     at: datetime
+    # "token" (a /token attempt) or "username_changed" (then previous_username is the old name).
+    event: str
     username: str | None
+    # The service account a client_credentials attempt (or any naming one) authenticated as.
+    client_id: str | None
+    previous_username: str | None
     client_ip: Annotated[str | None, BeforeValidator(lambda v: None if v is None else str(v))]
     user_agent: str | None
     grant_type: str | None
     success: bool
     reason: str
+
+
+ClientName = Annotated[SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+
+
+class ClientCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    name: ClientName
+    owner_id: uuid.UUID | None = Field(default=None, description="The accountable user; default: the calling admin")
+    scopes: ScopeList = Field(default_factory=lambda: list(DEFAULT_SCOPES))
+
+
+class ClientUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    disabled: bool | None = Field(default=None, description="true ends the client's tokens within seconds")
+    name: ClientName | None = None
+    scopes: ScopeList | None = Field(default=None, description="Withdrawing a scope ends the tokens that carry it")
+
+
+class SecretRotation(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grace_seconds: int | None = Field(
+        default=None,
+        ge=0,
+        le=30 * 86400,
+        description="How long the old secret keeps working (default: the server's setting; 0: not at all)",
+    )
+
+
+class ClientOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True, populate_by_name=True)
+
+    client_id: str = Field(validation_alias="id")
+    name: str
+    owner_id: uuid.UUID
+    scopes: list[str]
+    disabled: bool
+    created_at: datetime
+    secret_rotated_at: datetime
+    # Until when the secret replaced by the last rotation still works (null: it does not).
+    previous_secret_expires_at: datetime | None
+
+
+class ClientWithSecret(ClientOut):
+    """Answered once, at creation or rotation: the secret is not stored and cannot be read again."""
+
+    client_secret: str
 
 
 T = TypeVar("T")
@@ -110,5 +169,6 @@ class TokenResponse(BaseModel):
     access_token: str
     token_type: Literal["bearer"] = "bearer"  # noqa: S105 - the RFC 6750 type name, not a secret
     expires_in: int
-    refresh_token: str
+    # None (and left out of the response) for a service account's token.
+    refresh_token: str | None = None
     scope: str

@@ -56,6 +56,13 @@ class AuthSettings(KeySettings):
     access_token_ttl_seconds: int = Field(default=900, ge=30, le=86400)
     refresh_token_ttl_seconds: int = Field(default=1_209_600, ge=60, le=31_536_000)
     token_leeway_seconds: int = Field(default=30, ge=0, le=300)
+    # After a rename, the old username stays reserved to its account this long: nobody else can
+    # sign up with it or rename to it, so the account cannot be impersonated at once. 0: free at once.
+    username_reuse_grace_days: int = Field(default=30, ge=0, le=3650)
+    # After a service account's secret is rotated, the previous one keeps working this long, so a
+    # deployment can roll onto the new secret without downtime. A rotation may ask for less (0:
+    # the old secret stops at once, for one that leaked). At most 30 days.
+    client_secret_rotation_grace_seconds: int = Field(default=86400, ge=0, le=30 * 86400)
     # Addresses or networks (CIDR) whose X-Forwarded-For is believed when recording a
     # login's client IP: the gateway. JSON list in the environment.
     trusted_proxies: TrustedProxies = ("127.0.0.1/32", "::1/128")

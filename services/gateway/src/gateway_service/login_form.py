@@ -1,4 +1,4 @@
-"""The login form as auth reads it: the username the login guard keys on.
+"""The login form as auth reads it: the username and the client id the login guard keys on.
 
 Auth's ``POST /token`` takes its parameters with FastAPI's ``Form()``, that is Starlette's form
 parsers over python-multipart, for the two body encodings Starlette parses
@@ -10,13 +10,22 @@ is refused before auth sees it (400 ``invalid_request``): another body encoding,
 Content-Type, a repeated parameter (RFC 6749 3.2), a file part, a body that does not parse.
 400 rather than 415 for an encoding: RFC 6749 5.2 clients read an error from a 400 with an
 ``invalid_request`` body, which is also what auth itself answers a body it cannot read.
+
+A service account authenticates with its client id in HTTP Basic or the form's ``client_id``: the
+guard finds it with the function auth uses (``modelgate_shared.oauth_params.authenticated_client_id``).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import dataclass
 
-from modelgate_shared.oauth_params import repeated_parameter, repeated_parameter_error
+from modelgate_shared.oauth_params import (
+    MalformedCredentials,
+    authenticated_client_id,
+    repeated_parameter,
+    repeated_parameter_error,
+)
 from modelgate_shared.usernames import canonical_username
 from python_multipart.multipart import parse_options_header
 from starlette.datastructures import Headers
@@ -74,12 +83,36 @@ async def parse_login_form(content_types: Sequence[bytes], body: bytes) -> list[
     return [(name, value) for name, value in items if isinstance(value, str)]
 
 
-async def login_username(content_types: Sequence[bytes], body: bytes) -> str:
-    """The username auth will authenticate, in the form it finds the account by ("" when the
-    form names none); BadLoginRequest when the body is not one unambiguous form."""
+@dataclass(frozen=True, slots=True)
+class Login:
+    """Who a token request authenticates: ``""`` for none."""
+
+    # In the form auth finds the account by.
+    username: str
+    # A service account's (or, for the client_credentials grant, any presented) client id.
+    client_id: str
+
+
+async def read_login(content_types: Sequence[bytes], authorization: bytes | None, body: bytes) -> Login:
+    """The username and client id auth will authenticate; BadLoginRequest when the body is not one
+    unambiguous form. ``authorization``: the request's (first) Authorization header."""
     fields = await parse_login_form(content_types, body)
     repeated = repeated_parameter(name for name, _ in fields)
     if repeated is not None:
         raise BadLoginRequest(repeated_parameter_error(repeated))
-    username = next((value for name, value in fields if name == "username"), "")
-    return canonical_username(username)
+    form = dict(fields)
+    try:
+        # Latin-1, as Starlette decodes headers for auth.
+        client_id = authenticated_client_id(
+            form.get("grant_type"), authorization.decode("latin-1") if authorization else None, form.get("client_id")
+        )
+    except MalformedCredentials:
+        # Auth answers invalid_client without looking any client up: nothing to key on.
+        client_id = ""
+    return Login(canonical_username(form.get("username", "")), client_id)
+
+
+async def login_username(content_types: Sequence[bytes], body: bytes) -> str:
+    """The username auth will authenticate, in the form it finds the account by ("" when the
+    form names none); BadLoginRequest when the body is not one unambiguous form."""
+    return (await read_login(content_types, None, body)).username

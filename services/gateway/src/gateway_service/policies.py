@@ -91,17 +91,24 @@ def identity_buckets(policies: PolicySet, sub: str | None, scopes: frozenset[str
     return [Bucket(f"{policies.key_prefix}id:ip:{ip}", policies.default)]
 
 
-def login_buckets(policies: PolicySet, ip: str, username: str) -> list[Bucket]:
-    """The login guard's buckets: per client IP, and per username when the form names one.
+def login_buckets(policies: PolicySet, ip: str, username: str, client_id: str = "") -> list[Bucket]:
+    """The login guard's buckets: per client IP, per username when the form names one, and per
+    client id when the request authenticates a service account (the username policy for both).
 
-    ``username`` is already in auth's normal form (``login_form.login_username``).
+    ``username`` is already in auth's normal form, ``client_id`` the one auth authenticates
+    (``login_form.read_login``).
     """
     buckets = [Bucket(f"{policies.key_prefix}login:ip:{ip}", policies.login_ip)]
     if username:
         buckets.append(Bucket(f"{policies.key_prefix}login:user:{username_digest(username)}", policies.login_username))
+    if client_id:
+        buckets.append(
+            Bucket(f"{policies.key_prefix}login:client:{username_digest(client_id)}", policies.login_username)
+        )
     return buckets
 
 
 def username_digest(username: str) -> str:
-    """Hashed: a Redis key must not carry user input, and usernames are personal data."""
-    return hashlib.sha256(username.encode()).hexdigest()[:32]
+    """Hashed: a Redis key must not carry user input, and usernames are personal data (a client
+    id is hashed alike)."""
+    return hashlib.sha256(username.encode("utf-8", "surrogatepass")).hexdigest()[:32]

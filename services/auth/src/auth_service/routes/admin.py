@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import UTC, datetime
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..accounts import change_scopes, delete_account, page_of_users, revoke_user_tokens
@@ -13,6 +13,7 @@ from ..deps import CurrentAdmin, DbSession, Paging, State, get_current_admin
 from ..login_history import page_of_logins
 from ..models import User
 from ..schemas import AdminUserUpdate, LoginOut, Page, UserOut
+from .users import apply_rename
 
 router = APIRouter(prefix="/users", tags=["admin"], dependencies=[Depends(get_current_admin)])
 
@@ -37,11 +38,14 @@ async def read_user(user_id: uuid.UUID, session: DbSession) -> User:
     return await _user_or_404(session, user_id)
 
 
-@router.patch("/{user_id}", response_model=UserOut, summary="Disable/enable a user or change their scopes (admin)")
+@router.patch(
+    "/{user_id}", response_model=UserOut, summary="Disable/enable a user, change their scopes or rename them (admin)"
+)
 async def update_user(
-    user_id: uuid.UUID, body: AdminUserUpdate, admin: CurrentAdmin, session: DbSession, state: State
+    user_id: uuid.UUID, body: AdminUserUpdate, request: Request, admin: CurrentAdmin, session: DbSession, state: State
 ) -> User:
     user = await _user_or_404(session, user_id)
+    now = datetime.now(UTC)
     if user.id == admin.id and (body.disabled or (body.scopes is not None and "admin" not in body.scopes)):
         # Guard against the last admin locking everyone out by accident.
         raise HTTPException(
@@ -50,9 +54,12 @@ async def update_user(
     if body.disabled is not None and body.disabled != user.disabled:
         user.disabled = body.disabled
         if body.disabled:
-            await revoke_user_tokens(session, user.id, "user_disabled", datetime.now(UTC))
+            await revoke_user_tokens(session, user.id, "user_disabled", now)
     if body.scopes is not None:
         change_scopes(session, user, body.scopes)
+    if body.username is not None:
+        gone = HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no user with id {user_id}")
+        await apply_rename(session, state, user, body.username, now=now, by="admin", request=request, gone=gone)
     await session.commit()
     await state.revocations.publish(session)
     await session.refresh(user)

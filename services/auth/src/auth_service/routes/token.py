@@ -1,4 +1,4 @@
-"""``POST /token`` (password and refresh_token grants) and ``POST /revoke`` (RFC 7009)."""
+"""``POST /token`` (password, refresh_token and client_credentials grants) and ``POST /revoke`` (RFC 7009)."""
 
 from __future__ import annotations
 
@@ -8,18 +8,32 @@ from typing import Annotated
 
 from fastapi import APIRouter, Form, Request, Response
 from fastapi.responses import JSONResponse
-from modelgate_shared.oauth_params import repeated_parameter, repeated_parameter_error
+from modelgate_shared.oauth_params import (
+    CLIENT_CREDENTIALS,
+    is_service_account_id,
+    repeated_parameter,
+    repeated_parameter_error,
+)
 
+from ..client_auth import presented_credentials
 from ..deps import DbSession, Ring, State
-from ..grants import Grant, password_grant, refresh_grant, revoke_refresh_token
+from ..grants import (
+    Grant,
+    client_credentials_grant,
+    password_grant,
+    refresh_grant,
+    refuse_service_account,
+    revoke_refresh_token,
+)
 from ..login_history import login_attempt, settle
-from ..oauth_errors import NO_STORE, OAuthError
+from ..oauth_errors import NO_STORE, OAuthError, invalid_client
 from ..schemas import TokenResponse
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["oauth2"])
 
 OptionalForm = Annotated[str | None, Form()]
+GRANT_TYPES = ("password", "refresh_token", CLIENT_CREDENTIALS)
 
 
 def _require(value: str | None, name: str) -> str:
@@ -39,8 +53,16 @@ async def _refuse_repeated(request: Request) -> None:
 @router.post(
     "/token",
     response_model=TokenResponse,
-    summary="OAuth2 token endpoint (password and refresh_token grants, form-encoded)",
-    responses={400: {"description": "RFC 6749 error: invalid_request, invalid_grant, invalid_scope, ..."}},
+    summary="OAuth2 token endpoint (password, refresh_token and client_credentials grants, form-encoded)",
+    description=(
+        "Service accounts use the client_credentials grant and authenticate by HTTP Basic "
+        "(client_secret_basic) or the client_id and client_secret form fields (client_secret_post); "
+        "their token has no refresh token."
+    ),
+    responses={
+        400: {"description": "RFC 6749 error: invalid_request, invalid_grant, invalid_scope, unauthorized_client, ..."},
+        401: {"description": "RFC 6749 invalid_client: client authentication failed (WWW-Authenticate: Basic)"},
+    },
 )
 async def token(
     request: Request,
@@ -52,6 +74,8 @@ async def token(
     password: OptionalForm = None,
     refresh_token: OptionalForm = None,
     scope: OptionalForm = None,
+    client_id: OptionalForm = None,
+    client_secret: OptionalForm = None,
 ) -> JSONResponse:
     # Every field is optional at the framework level so that a missing one gets an RFC 6749
     # invalid_request body instead of FastAPI's 422.
@@ -62,7 +86,25 @@ async def token(
     try:
         await _refuse_repeated(request)
         grant_type = _require(grant_type, "grant_type")
-        if grant_type == "password":
+        if grant_type not in GRANT_TYPES:
+            raise OAuthError(
+                "unsupported_grant_type",
+                f"grant_type {grant_type[:64]!r} is not supported; use {', '.join(GRANT_TYPES)}",
+            )
+        credentials = presented_credentials(request.headers.getlist("authorization"), client_id, client_secret)
+        if grant_type == CLIENT_CREDENTIALS:
+            if credentials is None:
+                raise invalid_client(
+                    "client authentication required: HTTP Basic, or the client_id and client_secret form fields",
+                    "no_client_credentials",
+                )
+            grant = await client_credentials_grant(
+                session, ring, state.policy, credentials=credentials, scope=scope, now=now
+            )
+        elif credentials is not None and is_service_account_id(credentials.client_id):
+            # Any other client id is a public client naming itself (RFC 6749 3.2.1): not authenticated.
+            await refuse_service_account(session, credentials, now)
+        elif grant_type == "password":
             grant = await password_grant(
                 session,
                 state.hasher,
@@ -73,23 +115,23 @@ async def token(
                 scope=scope,
                 now=now,
             )
-        elif grant_type == "refresh_token":
+        else:
             token = _require(refresh_token, "refresh_token")
             grant = await refresh_grant(session, ring, state.policy, refresh_token=token, scope=scope, now=now)
-        else:
-            raise OAuthError(
-                "unsupported_grant_type", f"grant_type {grant_type!r} is not supported; use password or refresh_token"
-            )
     except OAuthError as exc:
         failure = exc
 
     # Every attempt is recorded, in the same transaction as its effects (a reuse-triggered
     # family revocation is committed even though the client gets an error).
     if grant is not None:
-        await settle(session, login, user_id=grant.user.id, success=True, reason="ok")
+        user_id = grant.user.id if grant.user is not None else None
+        client = grant.client.id if grant.client is not None else None
+        await settle(session, login, user_id=user_id, client_id=client, success=True, reason="ok")
     else:
         assert failure is not None
-        await settle(session, login, user_id=failure.user_id, success=False, reason=failure.reason)
+        await settle(
+            session, login, user_id=failure.user_id, client_id=failure.client_id, success=False, reason=failure.reason
+        )
     session.add(login)
     await session.commit()
     # A reused refresh token revoked its family: that session's access tokens end too.
@@ -104,7 +146,8 @@ async def token(
         refresh_token=grant.refresh_token,
         scope=" ".join(grant.scopes),
     )
-    return JSONResponse(body.model_dump(), headers=NO_STORE)
+    # No refresh_token member at all for a service account (RFC 6749 4.4.3), rather than a null.
+    return JSONResponse(body.model_dump(exclude_none=True), headers=NO_STORE)
 
 
 @router.post("/revoke", status_code=200, summary="RFC 7009 token revocation (refresh tokens)")

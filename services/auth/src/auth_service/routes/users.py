@@ -2,30 +2,62 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
-from fastapi import APIRouter, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
+from modelgate_shared.bearer import unauthorized
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..accounts import (
     UserConflict,
+    UserGone,
     apply_password_change,
     conflict_from_integrity_error,
     create_user,
     delete_account,
     find_conflict,
+    rename_user,
 )
 from ..deps import CurrentUser, DbSession, Hasher, Paging, State
 from ..issuing import DEFAULT_SCOPES
-from ..login_history import page_of_logins
+from ..login_history import page_of_logins, username_change
 from ..models import User
 from ..schemas import LoginOut, MeUpdate, Page, SignUp, UserOut
+from ..state import AuthState
 
 router = APIRouter(prefix="/users", tags=["users"])
 
 
 def conflict(exc: UserConflict) -> HTTPException:
     return HTTPException(status.HTTP_409_CONFLICT, detail=f"{exc.field} is already taken")
+
+
+async def apply_rename(
+    session: AsyncSession,
+    state: AuthState,
+    user: User,
+    new_username: str,
+    *,
+    now: datetime,
+    by: str,
+    request: Request,
+    gone: HTTPException,
+) -> None:
+    """``accounts.rename_user`` with the grace setting and its login-history event (``by``: who
+    renamed). Refusals are HTTP errors: 409 for a name taken or reserved, ``gone`` when the account
+    was deleted meanwhile. Leaves the commit to the caller."""
+    grace = timedelta(days=state.settings.username_reuse_grace_days)
+    try:
+        previous = await rename_user(session, user, new_username, now, grace)
+    except UserConflict as exc:
+        await session.rollback()
+        raise conflict(exc) from None
+    except UserGone:
+        await session.rollback()
+        raise gone from None
+    if previous is not None:
+        session.add(username_change(user, previous, now, by, request, state.trusted_proxies))
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=UserOut, summary="Sign up")
@@ -49,24 +81,35 @@ async def read_me(user: CurrentUser) -> User:
     return user
 
 
-@router.patch("/me", response_model=UserOut, summary="Change email, full name or password")
-async def update_me(body: MeUpdate, user: CurrentUser, hasher: Hasher, session: DbSession, state: State) -> User:
+@router.patch("/me", response_model=UserOut, summary="Change email, full name, username or password")
+async def update_me(
+    body: MeUpdate, request: Request, user: CurrentUser, hasher: Hasher, session: DbSession, state: State
+) -> User:
     now = datetime.now(UTC)
-    if body.password is not None:
+    renaming = body.username is not None and body.username != user.username
+    if body.password is not None or renaming:
+        # The username is how the account signs in: changing it proves the password, like changing that.
+        what = "password" if body.password is not None else "username"
         if not body.current_password:
             raise HTTPException(
-                status.HTTP_422_UNPROCESSABLE_CONTENT, detail="current_password is required to change the password"
+                status.HTTP_422_UNPROCESSABLE_CONTENT, detail=f"current_password is required to change the {what}"
             )
         valid, _ = await hasher.verify(body.current_password, user.password_hash)
         if not valid:
             raise HTTPException(status.HTTP_403_FORBIDDEN, detail="current_password is incorrect")
-        await apply_password_change(session, hasher, user, body.password, now)
+    # Nothing is committed before every change has passed: a refused one leaves the account as it was.
+    if renaming:
+        assert body.username is not None
+        gone = unauthorized("user no longer exists")
+        await apply_rename(session, state, user, body.username, now=now, by="user", request=request, gone=gone)
     if body.email is not None and body.email != user.email:
-        if await find_conflict(session, None, body.email, exclude=user.id):
+        if await find_conflict(session, None, body.email, now, exclude=user.id):
             raise conflict(UserConflict("email"))
         user.email = body.email
     if "full_name" in body.model_fields_set:
         user.full_name = body.full_name
+    if body.password is not None:
+        await apply_password_change(session, hasher, user, body.password, now)
     try:
         await session.commit()
     except IntegrityError as exc:

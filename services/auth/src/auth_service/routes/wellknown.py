@@ -7,6 +7,7 @@ from typing import Any
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
 
+from ..client_auth import METHODS
 from ..deps import Ring, State
 from ..issuing import SCOPES
 
@@ -29,15 +30,28 @@ def discovery_document(issuer: str, algorithms: list[str]) -> dict[str, Any]:
         "token_endpoint": f"{base}/token",
         "revocation_endpoint": f"{base}/revoke",
         "jwks_uri": f"{base}/.well-known/jwks.json",
-        "grant_types_supported": ["password", "refresh_token"],
+        "grant_types_supported": ["password", "refresh_token", "client_credentials"],
         "response_types_supported": ["token"],
         "scopes_supported": list(SCOPES),
-        "token_endpoint_auth_methods_supported": ["none"],
+        # "none" for people (password, refresh_token), the other two for service accounts.
+        "token_endpoint_auth_methods_supported": ["none", *METHODS],
         "revocation_endpoint_auth_methods_supported": ["none"],
         "id_token_signing_alg_values_supported": algorithms,
         "token_endpoint_auth_signing_alg_values_supported": algorithms,
         "subject_types_supported": ["public"],
-        "claims_supported": ["iss", "aud", "sub", "preferred_username", "scope", "iat", "nbf", "exp", "jti", "sid"],
+        "claims_supported": [
+            "iss",
+            "aud",
+            "sub",
+            "preferred_username",
+            "scope",
+            "iat",
+            "nbf",
+            "exp",
+            "jti",
+            "sid",
+            "client_id",
+        ],
     }
 
 
