@@ -7,9 +7,12 @@ import csv
 import functools
 import http.server
 import os
+import subprocess
+import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +22,7 @@ import pytest
 from inference_service.app import create_app
 from inference_service.settings import InferenceSettings
 from inference_service.train import train
+from modelgate_shared.stack import free_port
 from modelgate_shared.testing import TokenSigner
 
 ISSUER = "http://issuer.test/auth"
@@ -112,6 +116,42 @@ async def serve(settings: InferenceSettings) -> AsyncIterator[httpx.AsyncClient]
         httpx.AsyncClient(transport=transport, base_url="http://inference.test") as http,
     ):
         yield http
+
+
+@contextmanager
+def uvicorn_server(model_dir: Path, jwks_path: Path, log: Path) -> Iterator[str]:
+    """The service as production runs it (uvicorn in its own process); yields ``host:port``."""
+    port = free_port()
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_")},
+        "MODELGATE_INFERENCE_MODEL_DIR": str(model_dir),
+        "MODELGATE_INFERENCE_PUBLIC_KEYS": str(jwks_path),
+        "MODELGATE_INFERENCE_ISSUER": ISSUER,
+        "MODELGATE_INFERENCE_AUDIENCE": AUDIENCE,
+    }
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "inference_service.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port)],
+            env=env, stdout=out, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    try:
+        url = f"127.0.0.1:{port}"
+        for _ in range(300):
+            if process.poll() is not None:
+                pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"http://{url}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.1)
+        else:
+            pytest.fail(f"server never became ready:\n{log.read_text()}")
+        yield url
+    finally:
+        process.terminate()
+        process.wait(10)
 
 
 @pytest.fixture

@@ -31,7 +31,9 @@ async def test_model_detail_has_schema_metrics_and_metadata(client: httpx.AsyncC
     assert body["input_schema"]["required"] == list(FEATURES)
     assert body["input_schema"]["additionalProperties"] is False
     metadata = body["metadata"]
-    assert metadata["features"][0] == {"name": "preg", "dtype": "float64"}
+    assert metadata["features"][0] == {"name": "preg", "dtype": "number"}
+    assert body["schema"][0] == {"name": "preg", "dtype": "number", "nullable": False}
+    assert body["aliases"] == {"default": "2"}
     assert len(metadata["model_sha256"]) == 64 and len(metadata["training_data"]["sha256"]) == 64
     assert metadata["sklearn_version"] and metadata["created_at"]
     old = await client.get("/v1/models/diabetes/versions/1", headers=signer.auth_header("models:read"))

@@ -20,6 +20,7 @@ from inference_service.model_store import (
     load_registry,
     save_model,
     version_sort_key,
+    write_alias,
 )
 from inference_service.settings import InferenceSettings
 from sklearn.preprocessing import FunctionTransformer
@@ -136,4 +137,27 @@ def test_save_refuses_bad_names_and_overwrites(model_dir: Path, tmp_path: Path) 
     save_model(tmp_path, estimator, {"name": "m", "version": "1"})
     with pytest.raises(FileExistsError):
         save_model(tmp_path, estimator, {"name": "m", "version": "1"})
-    assert [p.name for p in (tmp_path / "m").iterdir()] == ["1"]  # no staging folder left behind
+    # No staging folder left behind; the one version is the default.
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["1", "@default"]
+
+
+def test_the_default_pointer_wins_over_the_newest(model_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(model_dir / "diabetes", root / "diabetes")
+    write_alias(root, "diabetes", "default", "1")
+    write_alias(root, "diabetes", "staging", "2")
+    registry = load_registry(root)
+    assert registry.get("diabetes").version == "1"
+    assert registry.get("diabetes", "staging").version == "2"
+    assert registry.aliases("diabetes") == {"default": "1", "staging": "2"}
+    assert not [p for p in (root / "diabetes").iterdir() if p.name.startswith(".")]  # no temporary file left
+
+
+def test_a_pointer_to_a_missing_version_names_the_file(model_dir: Path, tmp_path: Path) -> None:
+    root = tmp_path / "models"
+    shutil.copytree(model_dir / "diabetes", root / "diabetes")
+    (root / "diabetes" / "@default").write_text('{"version": "7"}')
+    with pytest.raises(ModelLoadError, match=r"@default: points at version '7', which does not exist"):
+        load_registry(root)
+    with pytest.raises(ValueError, match="no version '7'"):
+        write_alias(root, "diabetes", "default", "7")

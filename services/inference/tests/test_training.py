@@ -74,9 +74,9 @@ def test_if_missing_is_a_noop_when_a_model_exists(
     assert main(["--data", data]) == 0
     assert main(["--data", data, "--if-missing"]) == 0
     assert "not training" in capsys.readouterr().out
-    assert sorted(p.name for p in (train_env / "diabetes").iterdir()) == ["1"]
+    assert sorted(p.name for p in (train_env / "diabetes").iterdir()) == ["1", "@default"]
     assert main(["--data", data]) == 0  # without the flag, a new version
-    assert sorted(p.name for p in (train_env / "diabetes").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (train_env / "diabetes").iterdir()) == ["1", "2", "@default"]
 
 
 def test_settings_errors_exit_2(env_clean: pytest.MonkeyPatch) -> None:
@@ -98,7 +98,7 @@ def test_download_is_verified_and_cached(
     assert len(cached) == 1 and cached[0].read_bytes() == data.read_bytes()
     data.unlink()  # the cached copy is enough now
     assert main([]) == 0
-    assert sorted(p.name for p in (train_env / "diabetes").iterdir()) == ["1", "2"]
+    assert sorted(p.name for p in (train_env / "diabetes").iterdir()) == ["1", "2", "@default"]
 
 
 def test_bad_download_is_not_cached(tmp_path: Path, file_server: tuple[str, Path]) -> None:

@@ -2,58 +2,22 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import numpy as np
 import pytest
 import tritonclient.http as triton
-from modelgate_shared.stack import free_port
 from modelgate_shared.testing import TokenSigner
 from tritonclient.utils import InferenceServerException
 
-from .conftest import AUDIENCE, FEATURES, HEALTHY_ROW, ISSUER, PIMA_ROW
+from .conftest import FEATURES, HEALTHY_ROW, PIMA_ROW, uvicorn_server
 
 
 @pytest.fixture(scope="module")
 def server(model_dir: Path, jwks_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    port = free_port()
-    env = {
-        **{k: v for k, v in os.environ.items() if not k.startswith("MODELGATE_")},
-        "MODELGATE_INFERENCE_MODEL_DIR": str(model_dir),
-        "MODELGATE_INFERENCE_PUBLIC_KEYS": str(jwks_path),
-        "MODELGATE_INFERENCE_ISSUER": ISSUER,
-        "MODELGATE_INFERENCE_AUDIENCE": AUDIENCE,
-    }
-    log = tmp_path_factory.mktemp("server") / "inference.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "inference_service.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port)],
-            env=env, stdout=out, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-    try:
-        url = f"127.0.0.1:{port}"
-        for _ in range(300):
-            if process.poll() is not None:
-                pytest.fail(f"server exited with {process.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"http://{url}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.1)
-        else:
-            pytest.fail(f"server never became ready:\n{log.read_text()}")
+    with uvicorn_server(model_dir, jwks_path, tmp_path_factory.mktemp("server") / "inference.log") as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(10)
 
 
 @pytest.fixture

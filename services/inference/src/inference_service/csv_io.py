@@ -1,4 +1,4 @@
-"""CSV: the one reader (numbered rows), upload parsing into a matrix, and predictions written back."""
+"""CSV: the one reader (numbered rows), uploads read into a float matrix or a typed frame, predictions written back."""
 
 from __future__ import annotations
 
@@ -9,10 +9,14 @@ from collections import Counter
 from collections.abc import Iterator, Sequence
 from itertools import repeat
 from operator import attrgetter
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from .input_schema import InputSchema
 from .prediction import Predictions
+from .typed_input import check_integers, csv_frame
 from .validation import MAX_REPORTED_ERRORS, InputError, Problem, TooManyRows
 
 LOC = ("body", "file")
@@ -58,9 +62,10 @@ def _cell_problem(cell: str) -> str | None:
     return None if math.isfinite(value) else f"{text[:40]!r} is not a finite number"
 
 
-def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray:
-    """Rows of a CSV whose header names every feature (in any order), as a float64 matrix.
-    Line numbers in errors count the header as line 1, as an editor shows them."""
+def read_rows(data: bytes, features: Sequence[str], max_rows: int) -> tuple[list[list[str]], list[int]]:
+    """The cells of a CSV whose header names every feature (in any order), each row put in
+    feature order, and the line each row is on. Line numbers in errors count the header as
+    line 1, as an editor shows them."""
     try:
         # Strict: an upload with stray quotes is refused, not guessed at.
         numbered = CsvRows(data, strict=True)
@@ -91,13 +96,30 @@ def parse_csv(data: bytes, features: Sequence[str], max_rows: int) -> np.ndarray
         raise _fail((*LOC, line), f"line {line}: malformed CSV ({exc})", "value_error.csv") from None
     if not rows:
         raise _fail(LOC, "file has a header but no data rows", "value_error.empty")
+    return rows, lines
+
+
+def parse_csv(data: bytes, features: Sequence[str], max_rows: int, schema: InputSchema | None = None) -> np.ndarray:
+    """An all-numeric model's upload as a float64 matrix (``schema``: its integer columns
+    must hold whole numbers)."""
+    rows, lines = read_rows(data, features, max_rows)
     try:
         matrix = np.asarray(rows, dtype=np.float64)
     except ValueError:
         matrix = None
-    if matrix is not None and np.isfinite(matrix).all():
-        return matrix
-    raise InputError(_cell_problems(rows, lines, features))
+    if matrix is None or not np.isfinite(matrix).all():
+        raise InputError(_cell_problems(rows, lines, features))
+    if schema is not None and schema.has_integers:
+        check_integers(
+            schema, matrix, lambda row, name: ((*LOC, lines[row], name), f"line {lines[row]}, column {name!r}")
+        )
+    return matrix
+
+
+def parse_typed_csv(data: bytes, schema: InputSchema, max_rows: int) -> tuple[pd.DataFrame, list[list[str]]]:
+    """Any other model's upload as a frame of the schema's types, and the cells it came from."""
+    rows, lines = read_rows(data, schema.names, max_rows)
+    return csv_frame(schema, rows, lines, LOC), rows
 
 
 def _some(names: list[str]) -> list[str]:
@@ -141,14 +163,27 @@ def _cell_problems(rows: list[list[str]], lines: list[int], features: Sequence[s
     return problems
 
 
-def predictions_csv(features: Sequence[str], matrix: np.ndarray, result: Predictions) -> str:
-    """The input columns, then the label and one probability column per class."""
+def predictions_csv(features: Sequence[str], inputs: Sequence[Sequence[Any]], result: Predictions) -> str:
+    """The input columns, then ``label`` and one probability column per class (a classifier),
+    or ``value`` (a regressor)."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow([*features, "label", *(f"probability_{c}" for c in result.classes)])
-    for values, label, probs in zip(matrix.tolist(), result.labels, result.probabilities.tolist(), strict=True):
-        writer.writerow([*(_compact(v) for v in values), label, *probs])
+    if result.values is not None:
+        writer.writerow([*features, "value"])
+        writer.writerows([*row, value] for row, value in zip(inputs, result.values.tolist(), strict=True))
+    elif result.probabilities is None:
+        writer.writerow([*features, "label"])
+        writer.writerows([*row, label] for row, label in zip(inputs, result.labels, strict=True))
+    else:
+        writer.writerow([*features, "label", *(f"probability_{c}" for c in result.classes)])
+        for values, label, probs in zip(inputs, result.labels, result.probabilities.tolist(), strict=True):
+            writer.writerow([*values, label, *probs])
     return out.getvalue()
+
+
+def compact_rows(matrix: np.ndarray) -> list[list[int | float]]:
+    """A float matrix's rows as the numbers a client sent (``3``, not ``3.0``)."""
+    return [[_compact(v) for v in values] for values in matrix.tolist()]
 
 
 def _compact(value: float) -> int | float:

@@ -1,4 +1,16 @@
-"""Models on disk: ``<model_dir>/<name>/<version>/model.skops`` plus ``metadata.json``.
+"""Models on disk, and the registry of the loaded ones.
+
+Layout of ``model_dir`` (the source of truth every replica reads)::
+
+    <name>/<version>/model.skops     the estimator, skops-serialised (never pickle)
+    <name>/<version>/metadata.json   task, input schema, classes, sha256, trusted types, ...
+    <name>/@<alias>                  a pointer file {"version": "..."}; ``@default`` is the default
+
+A version folder and a pointer file each appear in one ``rename``: a version is built in a
+``.staging-*`` folder first and a pointer written to a temporary file, both fsynced, so a reader
+sees the whole thing or nothing. A model without ``@default`` (as ``train`` wrote them before
+pointers existed) defaults to its newest version. Names that are not versions (``@...``,
+``.staging-...``, ``.removing-...``) never match ``NAME_PATTERN``.
 
 Models are stored with skops, never pickle: unpickling runs arbitrary code, while skops
 only builds types on an allow-list. Every file is checked against the sha256 recorded in
@@ -7,13 +19,14 @@ its metadata *before* it is parsed, so a swapped or corrupted file is refused up
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
 import shutil
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,15 +35,33 @@ import numpy as np
 import skops.io as sio
 
 from .fast_linear import ProbaFunction, compile_predict_proba
+from .input_schema import InputSchema, SchemaError
 
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+ALIAS_PREFIX = "@"
+DEFAULT_ALIAS = "default"
+CLASSIFICATION, REGRESSION = "classification", "regression"
+TASKS = (CLASSIFICATION, REGRESSION)
 
 # Types trusted on top of skops' own defaults (which already cover scikit-learn estimators
 # such as Pipeline, StandardScaler and LogisticRegression, and numpy arrays). A model that
-# needs anything else is refused until the type is reviewed and added here.
+# needs anything else is refused unless its metadata names the type in ``trusted_types``
+# (what ``models add --trust TYPE`` records after an operator reviewed it).
 EXTRA_TRUSTED_TYPES: frozenset[str] = frozenset()
+
+# Final estimators whose ``predict`` is the most probable class of their ``predict_proba``:
+# one pass over the model gives both. Any other classifier is asked for both.
+ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "sklearn.linear_model._logistic.LogisticRegression",
+        "sklearn.ensemble._forest.RandomForestClassifier",
+        "sklearn.ensemble._forest.ExtraTreesClassifier",
+        "sklearn.tree._classes.DecisionTreeClassifier",
+        "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    }
+)
 
 
 class ModelLoadError(RuntimeError):
@@ -42,34 +73,52 @@ class ModelMetadata:
     name: str
     version: str
     task: str
-    features: tuple[str, ...]
+    schema: InputSchema
     classes: tuple[Any, ...]
+    # A classifier with predict_proba: answers carry probabilities.
+    probabilities: bool
     target: str
     metrics: Mapping[str, Any]
     model_sha256: str
     training_data: Mapping[str, Any]
     sklearn_version: str
     created_at: str
+    # Types outside skops' defaults that an operator trusted for this file.
+    trusted_types: tuple[str, ...]
     raw: Mapping[str, Any]
+
+    @property
+    def features(self) -> tuple[str, ...]:
+        return self.schema.names
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any], source: str) -> ModelMetadata:
         try:
-            features = data["features"]
+            task = str(data["task"])
+            if task not in TASKS:
+                raise ModelLoadError(f"{source}: task {task!r} is not one of {', '.join(TASKS)}")
+            trusted = data.get("trusted_types", [])
+            if not isinstance(trusted, list) or not all(isinstance(t, str) for t in trusted):
+                raise ModelLoadError(f"{source}: trusted_types must be a list of type names")
             return cls(
                 name=str(data["name"]),
                 version=str(data["version"]),
-                task=str(data["task"]),
-                features=tuple(str(f["name"]) for f in features),
-                classes=tuple(data["classes"]),
+                task=task,
+                schema=InputSchema.from_json(data["features"]),
+                classes=tuple(data.get("classes", ())) if task == CLASSIFICATION else (),
+                # Files from before the field existed were all classifiers with predict_proba.
+                probabilities=bool(data.get("probabilities", task == CLASSIFICATION)),
                 target=str(data.get("target", "")),
                 metrics=dict(data.get("metrics", {})),
                 model_sha256=str(data["model_sha256"]),
                 training_data=dict(data.get("training_data", {})),
                 sklearn_version=str(data.get("sklearn_version", "")),
                 created_at=str(data.get("created_at", "")),
+                trusted_types=tuple(trusted),
                 raw=dict(data),
             )
+        except SchemaError as exc:
+            raise ModelLoadError(f"{source}: malformed field 'features': {exc}") from None
         except (KeyError, TypeError) as exc:
             raise ModelLoadError(f"{source}: missing or malformed field {exc}") from None
 
@@ -82,6 +131,11 @@ class LoadedModel:
     # ``estimator.predict_proba`` without scikit-learn's per-call checks, when ``fast_linear``
     # knows the estimator; ``prediction.predict`` falls back to the estimator otherwise.
     fast_proba: ProbaFunction | None = field(default=None, compare=False, repr=False)
+    # Fitted on a data frame (it has ``feature_names_in_``): it is given one, with the
+    # schema's column names and types, not a bare matrix.
+    wants_frame: bool = False
+    # ``predict`` is the argmax of ``predict_proba`` (see ARGMAX_CLASSIFIERS).
+    labels_from_proba: bool = True
 
     @property
     def name(self) -> str:
@@ -92,12 +146,20 @@ class LoadedModel:
         return self.metadata.version
 
     @property
+    def schema(self) -> InputSchema:
+        return self.metadata.schema
+
+    @property
     def features(self) -> tuple[str, ...]:
-        return self.metadata.features
+        return self.metadata.schema.names
 
     @property
     def classes(self) -> tuple[Any, ...]:
         return self.metadata.classes
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.metadata.task == CLASSIFICATION
 
 
 def sha256_file(path: Path) -> str:
@@ -113,27 +175,51 @@ def version_sort_key(version: str) -> tuple[tuple[int, int | str], ...]:
     return tuple((0, int(part)) if part.isdigit() else (1, part) for part in re.findall(r"\d+|\D+", version))
 
 
-def _native(value: Any) -> Any:
+def native(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def load_model(folder: Path) -> LoadedModel:
-    """Load and check one ``<name>/<version>`` folder."""
+def type_name(obj: Any) -> str:
+    cls = type(obj)
+    return f"{cls.__module__}.{cls.__qualname__}"
+
+
+def final_estimator(estimator: Any) -> Any:
+    steps = getattr(estimator, "steps", None)
+    return final_estimator(steps[-1][1]) if isinstance(steps, list) and steps else estimator
+
+
+def load_estimator(model_path: Path, trusted_types: Iterable[str]) -> Any:
+    """skops-load a file, refusing any type outside skops' defaults and ``trusted_types``."""
+    try:
+        untrusted = set(sio.get_untrusted_types(file=model_path))
+        refused = untrusted - EXTRA_TRUSTED_TYPES - set(trusted_types)
+        if refused:
+            raise ModelLoadError(f"{model_path}: contains types that are not trusted: {', '.join(sorted(refused))}")
+        return sio.load(model_path, trusted=sorted(untrusted))
+    except ModelLoadError:
+        raise
+    except Exception as exc:  # skops raises many types for a corrupt archive
+        raise ModelLoadError(f"{model_path}: cannot load ({type(exc).__name__}: {exc})") from None
+
+
+def load_model(folder: Path, *, name: str | None = None, version: str | None = None) -> LoadedModel:
+    """Load and check one ``<name>/<version>`` folder (``name``/``version`` when the folder is
+    still a staging folder, for a check before it is published)."""
     meta_path = folder / METADATA_FILE
     model_path = folder / MODEL_FILE
     try:
         raw = json.loads(meta_path.read_text())
     except FileNotFoundError:
         raise ModelLoadError(f"{meta_path}: missing") from None
-    except (OSError, json.JSONDecodeError) as exc:
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise ModelLoadError(f"{meta_path}: unreadable ({exc})") from None
     if not isinstance(raw, dict):
         raise ModelLoadError(f"{meta_path}: expected a JSON object")
     metadata = ModelMetadata.from_json(raw, str(meta_path))
-    if (metadata.name, metadata.version) != (folder.parent.name, folder.name):
-        raise ModelLoadError(
-            f"{meta_path}: says {metadata.name}/{metadata.version} but lives in {folder.parent.name}/{folder.name}"
-        )
+    expected = (name or folder.parent.name, version or folder.name)
+    if (metadata.name, metadata.version) != expected:
+        raise ModelLoadError(f"{meta_path}: says {metadata.name}/{metadata.version} but lives in {'/'.join(expected)}")
     if not model_path.is_file():
         raise ModelLoadError(f"{model_path}: missing")
     actual = sha256_file(model_path)
@@ -141,44 +227,61 @@ def load_model(folder: Path) -> LoadedModel:
         raise ModelLoadError(
             f"{model_path}: sha256 {actual} does not match {metadata.model_sha256} in {METADATA_FILE}; refusing to load"
         )
-    try:
-        untrusted = set(sio.get_untrusted_types(file=model_path))
-        refused = untrusted - EXTRA_TRUSTED_TYPES
-        if refused:
-            raise ModelLoadError(f"{model_path}: contains types that are not trusted: {', '.join(sorted(refused))}")
-        estimator = sio.load(model_path, trusted=sorted(untrusted))
-    except ModelLoadError:
-        raise
-    except Exception as exc:  # skops raises many types for a corrupt archive
-        raise ModelLoadError(f"{model_path}: cannot load ({type(exc).__name__}: {exc})") from None
-    _check_estimator(estimator, metadata, model_path)
-    fast = compile_predict_proba(estimator, len(metadata.features))
-    return LoadedModel(metadata=metadata, estimator=estimator, path=folder, fast_proba=fast)
+    estimator = load_estimator(model_path, metadata.trusted_types)
+    wants_frame = _check_estimator(estimator, metadata, model_path)
+    fast = None
+    if metadata.probabilities and metadata.schema.numeric and not wants_frame:
+        fast = compile_predict_proba(estimator, len(metadata.features))
+    return LoadedModel(
+        metadata=metadata,
+        estimator=estimator,
+        path=folder,
+        fast_proba=fast,
+        wants_frame=wants_frame,
+        labels_from_proba=type_name(final_estimator(estimator)) in ARGMAX_CLASSIFIERS,
+    )
 
 
-def _check_estimator(estimator: Any, metadata: ModelMetadata, model_path: Path) -> None:
-    if not hasattr(estimator, "predict_proba"):
+def _check_estimator(estimator: Any, metadata: ModelMetadata, model_path: Path) -> bool:
+    """The estimator fits its metadata; returns whether it was fitted on a data frame."""
+    if not hasattr(estimator, "predict"):
+        raise ModelLoadError(f"{model_path}: {type(estimator).__name__} is not an estimator (no predict)")
+    if metadata.probabilities and not hasattr(estimator, "predict_proba"):
         raise ModelLoadError(f"{model_path}: estimator {type(estimator).__name__} has no predict_proba")
     n_features = getattr(estimator, "n_features_in_", None)
     if n_features != len(metadata.features):
         raise ModelLoadError(
             f"{model_path}: estimator expects {n_features} features, metadata lists {len(metadata.features)}"
         )
-    classes = tuple(_native(c) for c in getattr(estimator, "classes_", ()))
+    names = getattr(estimator, "feature_names_in_", None)
+    if names is not None and tuple(str(n) for n in names) != metadata.features:
+        raise ModelLoadError(
+            f"{model_path}: estimator was fitted on columns {list(names)}, metadata lists {list(metadata.features)}"
+        )
+    classes = tuple(native(c) for c in getattr(estimator, "classes_", ())) if metadata.task == CLASSIFICATION else ()
     if classes != metadata.classes:
         raise ModelLoadError(f"{model_path}: estimator classes {classes} differ from metadata {metadata.classes}")
+    return names is not None
 
 
 class ModelRegistry:
-    """Every model version, loaded once; the newest version of a name is its default."""
+    """Every model version, loaded once, and each model's aliases (``default`` among them).
 
-    def __init__(self, models: Iterable[LoadedModel]) -> None:
+    Immutable: a reload builds a new registry and swaps it in whole, so a request keeps the
+    version it resolved even if the directory changes under it.
+    """
+
+    def __init__(self, models: Iterable[LoadedModel], aliases: Mapping[str, Mapping[str, str]] | None = None) -> None:
         self._versions: dict[str, dict[str, LoadedModel]] = {}
         for model in models:
             self._versions.setdefault(model.name, {})[model.version] = model
-        self._default = {
-            name: versions[max(versions, key=version_sort_key)] for name, versions in self._versions.items()
-        }
+        self._aliases = {name: dict((aliases or {}).get(name, {})) for name in self._versions}
+        self._default: dict[str, LoadedModel] = {}
+        for name, versions in self._versions.items():
+            pointed = self._aliases[name].get(DEFAULT_ALIAS)
+            self._default[name] = (
+                versions[pointed] if pointed in versions else versions[max(versions, key=version_sort_key)]
+            )
 
     def __len__(self) -> int:
         return len(self._default)
@@ -189,10 +292,22 @@ class ModelRegistry:
     def versions(self, name: str) -> list[str]:
         return sorted(self._versions.get(name, {}), key=version_sort_key)
 
+    def aliases(self, name: str) -> dict[str, str]:
+        """Alias -> version, ``default`` included (also when it is implicit: the newest)."""
+        model = self._default.get(name)
+        if model is None:
+            return {}
+        return {**self._aliases[name], DEFAULT_ALIAS: model.version}
+
     def get(self, name: str, version: str | None = None) -> LoadedModel | None:
+        """The default version, a version, or (when no version has that name) an alias."""
         if version is None:
             return self._default.get(name)
-        return self._versions.get(name, {}).get(version)
+        versions = self._versions.get(name, {})
+        model = versions.get(version)
+        if model is None and version in self._aliases.get(name, {}):
+            model = versions.get(self._aliases[name][version])
+        return model
 
     def default_version(self, name: str) -> str | None:
         model = self._default.get(name)
@@ -211,15 +326,35 @@ def model_folders(model_dir: Path) -> list[Path]:
     )
 
 
+def read_aliases(model_root: Path) -> dict[str, str]:
+    """``<name>/@<alias>`` pointer files as alias -> version; a malformed one is a ModelLoadError."""
+    aliases: dict[str, str] = {}
+    for path in model_root.glob(ALIAS_PREFIX + "*"):
+        alias = path.name[len(ALIAS_PREFIX) :]
+        if not NAME_PATTERN.match(alias) or not path.is_file():
+            continue
+        try:
+            version = json.loads(path.read_text()).get("version")
+        except (OSError, ValueError, AttributeError) as exc:
+            raise ModelLoadError(f"{path}: unreadable alias ({exc})") from None
+        if not isinstance(version, str) or not (model_root / version).is_dir():
+            raise ModelLoadError(f"{path}: points at version {version!r}, which does not exist")
+        aliases[alias] = version
+    return aliases
+
+
 def load_registry(model_dir: Path) -> ModelRegistry:
     """Load every model under ``model_dir``; any bad one stops the start-up."""
     folders = model_folders(model_dir)
     if not folders:
         raise ModelLoadError(
             f"{model_dir}: no models found (expected <name>/<version>/{MODEL_FILE}); "
-            "train one with `python -m inference_service.train`"
+            "train one with `python -m inference_service.train` "
+            "or add one with `python -m inference_service models add`"
         )
-    return ModelRegistry(load_model(folder) for folder in folders)
+    models = [load_model(folder) for folder in folders]
+    aliases = {name: read_aliases(model_dir / name) for name in {m.name for m in models}}
+    return ModelRegistry(models, aliases)
 
 
 def next_version(model_dir: Path, name: str) -> str:
@@ -227,26 +362,126 @@ def next_version(model_dir: Path, name: str) -> str:
     return str(max((int(v) for v in existing), default=0) + 1)
 
 
-def save_model(model_dir: Path, estimator: Any, metadata: dict[str, Any]) -> Path:
+def check_name(label: str, value: str) -> None:
+    if not NAME_PATTERN.match(value):
+        raise ValueError(f"model {label} {value!r} must match {NAME_PATTERN.pattern}")
+
+
+def write_file_synced(path: Path, data: bytes) -> None:
+    with path.open("wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def fsync_dir(path: Path) -> None:
+    """Make a rename inside ``path`` durable (a crash after it must not undo it)."""
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_alias(model_dir: Path, name: str, alias: str, version: str) -> Path:
+    """Point ``<name>/@<alias>`` at ``version``: temporary file, fsync, rename."""
+    check_name("alias", alias)
+    root = model_dir / name
+    if not (root / version).is_dir():
+        raise ValueError(f"model {name!r} has no version {version!r}")
+    target = root / f"{ALIAS_PREFIX}{alias}"
+    temporary = root / f".alias-{uuid.uuid4().hex}"
+    try:
+        write_file_synced(temporary, json.dumps({"version": version}).encode() + b"\n")
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    fsync_dir(root)
+    return target
+
+
+def publish_version(
+    model_dir: Path,
+    metadata: Mapping[str, Any],
+    write_model: Callable[[Path], None],
+    *,
+    make_default: bool = True,
+    check: Callable[[Path], None] | None = None,
+) -> Path:
     """Write a new version atomically: a reader sees a whole folder or none.
 
-    ``metadata`` gets ``model_sha256`` filled in; ``name`` and ``version`` pick the folder.
+    ``write_model`` writes the skops file it is given; ``metadata`` gets ``model_file`` and
+    ``model_sha256`` filled in; ``name`` and ``version`` pick the folder. ``check`` may
+    refuse the staged folder (raise) before it becomes visible. With ``make_default`` the
+    new version becomes the default; without, the current default is pinned first, so
+    adding a newer version does not move it implicitly.
     """
     name, version = str(metadata["name"]), str(metadata["version"])
-    for label, value in (("name", name), ("version", version)):
-        if not NAME_PATTERN.match(value):
-            raise ValueError(f"model {label} {value!r} must match {NAME_PATTERN.pattern}")
-    target = model_dir / name / version
+    check_name("name", name)
+    check_name("version", version)
+    root = model_dir / name
+    target = root / version
     if target.exists():
         raise FileExistsError(f"{target} already exists")
-    staging = model_dir / name / f".staging-{uuid.uuid4().hex}"
+    new_model = not root.exists()
+    staging = root / f".staging-{uuid.uuid4().hex}"
     staging.mkdir(parents=True)
     try:
-        sio.dump(estimator, staging / MODEL_FILE)
-        metadata = {**metadata, "model_file": MODEL_FILE, "model_sha256": sha256_file(staging / MODEL_FILE)}
-        (staging / METADATA_FILE).write_text(json.dumps(metadata, indent=2) + "\n")
+        write_model(staging / MODEL_FILE)
+        with (staging / MODEL_FILE).open("rb") as fh:
+            os.fsync(fh.fileno())
+        complete = {**metadata, "model_file": MODEL_FILE, "model_sha256": sha256_file(staging / MODEL_FILE)}
+        write_file_synced(staging / METADATA_FILE, json.dumps(complete, indent=2).encode() + b"\n")
+        if check is not None:
+            check(staging)
+        if not make_default and not (root / f"{ALIAS_PREFIX}{DEFAULT_ALIAS}").exists():
+            current = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)]
+            if current:
+                write_alias(model_dir, name, DEFAULT_ALIAS, max(current, key=version_sort_key))
+        # Renaming a folder onto an existing empty one would succeed: refuse that race too.
+        if target.exists():
+            raise FileExistsError(f"{target} already exists")
         os.replace(staging, target)
+        fsync_dir(root)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
+        if new_model:
+            # A refused first version leaves no empty model folder behind (unless one raced in).
+            with contextlib.suppress(OSError):
+                root.rmdir()
         raise
+    if make_default:
+        write_alias(model_dir, name, DEFAULT_ALIAS, version)
     return target
+
+
+def save_model(model_dir: Path, estimator: Any, metadata: dict[str, Any], *, make_default: bool = True) -> Path:
+    """``publish_version`` for an estimator in memory (what ``train`` builds)."""
+    return publish_version(model_dir, metadata, lambda path: sio.dump(estimator, path), make_default=make_default)
+
+
+def remove_version(model_dir: Path, name: str, version: str) -> None:
+    """Remove one version atomically (renamed out of sight, then deleted). The last version
+    takes the model (and its aliases) with it; a version an alias points at while others
+    remain is refused: move the alias first."""
+    check_name("name", name)
+    check_name("version", version)
+    root = model_dir / name
+    if not (root / version).is_dir():
+        raise ValueError(f"model {name!r} has no version {version!r}")
+    versions = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)]
+    if len(versions) == 1:
+        doomed = model_dir / f".removing-{name}-{uuid.uuid4().hex}"
+        os.replace(root, doomed)
+        fsync_dir(model_dir)
+    else:
+        pointing = sorted(alias for alias, v in read_aliases(root).items() if v == version)
+        if pointing:
+            raise ValueError(
+                f"version {version!r} of {name!r} is what {', '.join('@' + a for a in pointing)} points at; "
+                "point it at another version first"
+            )
+        doomed = root / f".removing-{version}-{uuid.uuid4().hex}"
+        os.replace(root / version, doomed)
+        fsync_dir(root)
+    shutil.rmtree(doomed, ignore_errors=True)

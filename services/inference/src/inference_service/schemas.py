@@ -8,21 +8,23 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from .model_store import LoadedModel
-
 PIMA_EXAMPLE = {"preg": 6, "plas": 148, "pres": 72, "skin": 35, "test": 0, "mass": 33.6, "pedi": 0.627, "age": 50}
 
 
 class PredictRequest(BaseModel):
-    instances: list[dict[str, float] | list[float]] = Field(
-        description="Rows: objects keyed by feature name, or lists of values in feature order.",
+    instances: list[dict[str, Any] | list[Any]] = Field(
+        description="Rows: objects keyed by feature name, or lists of values in feature order; "
+        "each value of its column's type (see the model's input_schema).",
         examples=[[PIMA_EXAMPLE]],
     )
 
 
 class Prediction(BaseModel):
-    label: Any
-    probabilities: dict[str, float]
+    """A classifier's label (with probabilities when it has predict_proba), or a regressor's value."""
+
+    label: Any | None = None
+    probabilities: dict[str, float] | None = None
+    value: float | None = None
 
 
 class PredictResponse(BaseModel):
@@ -31,13 +33,24 @@ class PredictResponse(BaseModel):
     predictions: list[Prediction]
 
 
+class Column(BaseModel):
+    name: str
+    dtype: str = Field(description="number, integer, boolean, category or string")
+    categories: list[Any] | None = None
+    unknown_categories: str | None = Field(default=None, description="error: other values are refused")
+    nullable: bool
+
+
 class ModelSummary(BaseModel):
     name: str
     default_version: str
     versions: list[str]
-    task: str
+    aliases: dict[str, str]
+    task: str = Field(description="classification or regression")
     features: list[str]
+    schema_: list[Column] = Field(alias="schema")
     classes: list[Any]
+    probabilities: bool
     metrics: dict[str, Any]
 
 
@@ -49,17 +62,6 @@ class ModelDetail(ModelSummary):
     version: str
     input_schema: dict[str, Any]
     metadata: dict[str, Any]
-
-
-def record_schema(model: LoadedModel) -> dict[str, Any]:
-    """JSON Schema of one ``instances`` record for this model."""
-    return {
-        "type": "object",
-        "properties": {f: {"type": "number"} for f in model.features},
-        "required": list(model.features),
-        "additionalProperties": False,
-        "description": f"or a list of {len(model.features)} numbers in the order {', '.join(model.features)}",
-    }
 
 
 def json_request_body(schema: type[BaseModel]) -> dict[str, Any]:

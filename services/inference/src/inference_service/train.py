@@ -20,25 +20,22 @@ import skops
 from modelgate_shared.settings import load_settings
 from modelgate_shared.training_data import DEFAULT_TRAINING_DATA, DEFAULT_TRAINING_DATA_SHA256
 from pydantic import AliasChoices, Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 from .model_store import METADATA_FILE, NAME_PATTERN, model_folders, next_version, save_model
+from .settings import ModelDirSettings
 from .training_data import PIMA_COLUMNS, Dataset, TrainingDataError, describe, read_csv, resolve
 
 TEST_SIZE = 0.33
 RANDOM_STATE = 7
 
 
-class TrainSettings(BaseSettings):
+class TrainSettings(ModelDirSettings):
     """Training reads the launcher's shared variables, not only the service's own prefix."""
 
-    model_config = SettingsConfigDict(extra="ignore", frozen=True)
-
-    model_dir: Path = Field(validation_alias=AliasChoices("MODELGATE_INFERENCE_MODEL_DIR"))
     data_cache_dir: Path | None = Field(
         default=None, validation_alias=AliasChoices("MODELGATE_INFERENCE_DATA_CACHE_DIR")
     )
@@ -97,9 +94,10 @@ def train(
         "task": "classification",
         "format": "skops",
         "estimator": "Pipeline(StandardScaler, LogisticRegression)",
-        "features": [{"name": f, "dtype": "float64"} for f in dataset.features],
+        "features": [{"name": f, "dtype": "number"} for f in dataset.features],
         "target": dataset.target,
         "classes": [_native(c) for c in pipeline.classes_],
+        "probabilities": True,
         "metrics": metrics,
         "training_data": describe(source, sha256, len(dataset.y), [*dataset.features, dataset.target]),
         "sklearn_version": sklearn.__version__,

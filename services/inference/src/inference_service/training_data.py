@@ -66,7 +66,8 @@ def download(url: str, cache_dir: Path, expected_sha256: str | None, timeout: fl
     except httpx.HTTPError as exc:
         raise TrainingDataError(
             f"cannot download training data from {url}: {exc} "
-            "(offline? set MODELGATE_TRAINING_DATA to a local copy of the CSV)"
+            "(offline? set MODELGATE_TRAINING_DATA to a local copy of the CSV; with docker compose, "
+            "set MODELGATE_TRAINING_DATA_FILE to that file on the host instead)"
         ) from None
     finally:
         Path(tmp_name).unlink(missing_ok=True)
@@ -82,7 +83,10 @@ def resolve(source: str, cache_dir: Path | None, expected_sha256: str | None) ->
     else:
         path = Path(source).expanduser()
         if not path.is_file():
-            raise TrainingDataError(f"training data {source}: no such file (set MODELGATE_TRAINING_DATA)")
+            raise TrainingDataError(
+                f"training data {source}: no such file (set MODELGATE_TRAINING_DATA; with docker compose, "
+                "MODELGATE_TRAINING_DATA_FILE names the file on the host)"
+            )
     return path, check_sha256(path, expected_sha256, source)
 
 

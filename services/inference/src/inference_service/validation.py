@@ -43,7 +43,7 @@ class TooManyRows(Exception):
         self.limit = limit
 
 
-class _Collector:
+class ProblemCollector:
     """Collects problems, stopping after a bounded number so a huge bad batch stays cheap."""
 
     def __init__(self) -> None:
@@ -134,7 +134,7 @@ def _checked_matrix(instances: list[Any], features: Sequence[str], base: tuple[s
     width = len(features)
     feature_set = frozenset(features)
     rows: list[list[Any]] = []
-    errors = _Collector()
+    errors = ProblemCollector()
     for index, row in enumerate(instances):
         loc = (*base, index)
         if isinstance(row, dict):
@@ -187,16 +187,24 @@ def _checked_matrix(instances: list[Any], features: Sequence[str], base: tuple[s
         raise
 
 
-def check_finite(matrix: np.ndarray, features: Sequence[str], loc: tuple[str | int, ...]) -> None:
-    """Reject NaN/Infinity after a vectorised conversion, naming the first few cells."""
+def check_finite(
+    matrix: np.ndarray, features: Sequence[str], loc: tuple[str | int, ...], nullable: Sequence[bool] = ()
+) -> None:
+    """Reject NaN/Infinity after a vectorised conversion, naming the first few cells
+    (NaN, a missing value, is let through in the ``nullable`` columns of a 2-D matrix)."""
     bad = ~np.isfinite(matrix)
     if not bad.any():
         return
-    errors = _Collector()
+    if any(nullable) and matrix.ndim == 2:
+        bad &= ~(np.isnan(matrix) & np.asarray(nullable, dtype=bool))
+        if not bad.any():
+            return
+    errors = ProblemCollector()
     with_rows = matrix.ndim == 2
     for position in np.argwhere(bad)[:MAX_REPORTED_ERRORS]:
         row = int(position[0])
         column = int(position[1]) if with_rows else 0
         name = features[column] if column < len(features) else str(column)
-        errors.add((*loc, row, name), f"row {row}, feature {name!r}: must be a finite number", "value_error.number")
+        message = "must be a finite number" + ("" if column >= len(nullable) or not nullable[column] else " or missing")
+        errors.add((*loc, row, name), f"row {row}, feature {name!r}: {message}", "value_error.number")
     errors.raise_if_any()

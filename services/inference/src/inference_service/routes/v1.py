@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator
+from collections.abc import AsyncGenerator, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +10,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
-from ..csv_io import parse_csv, predictions_csv
+from ..csv_io import compact_rows, parse_csv, parse_typed_csv, predictions_csv
 from ..deps import Model, PredictClaims, ReadModelsClaims, Registry, Settings
 from ..json_body import OrjsonResponse, parse_json, read_body
 from ..model_store import LoadedModel, ModelRegistry
@@ -23,10 +23,10 @@ from ..schemas import (
     PredictRequest,
     PredictResponse,
     json_request_body,
-    record_schema,
 )
 from ..settings import InferenceSettings
-from ..validation import InputError, Problem, instances_to_matrix
+from ..typed_input import records_input
+from ..validation import InputError, Problem
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
@@ -36,9 +36,12 @@ def summary(registry: ModelRegistry, model: LoadedModel) -> dict[str, Any]:
         "name": model.name,
         "default_version": registry.default_version(model.name),
         "versions": registry.versions(model.name),
+        "aliases": registry.aliases(model.name),
         "task": model.metadata.task,
         "features": list(model.features),
+        "schema": model.schema.to_json(),
         "classes": list(model.classes),
+        "probabilities": model.metadata.probabilities,
         "metrics": dict(model.metadata.metrics),
     }
 
@@ -54,7 +57,7 @@ def _detail(registry: ModelRegistry, model: LoadedModel) -> OrjsonResponse:
         {
             **summary(registry, model),
             "version": model.version,
-            "input_schema": record_schema(model),
+            "input_schema": model.schema.record_schema(),
             "metadata": dict(model.metadata.raw),
         }
     )
@@ -78,8 +81,7 @@ def predict_json_body(model: LoadedModel, body: bytes, max_rows: int) -> bytes:
     unknown = sorted(k for k in payload if k != "instances")
     if unknown:
         raise InputError([Problem(("body", unknown[0]), f"unknown fields {unknown}", "value_error.extra")])
-    matrix = instances_to_matrix(payload["instances"], model.features, max_rows)
-    return v1_json(model, predict(model, matrix))
+    return v1_json(model, predict(model, records_input(model.schema, payload["instances"], max_rows)))
 
 
 PREDICT_DOC: dict[str, Any] = {
@@ -144,8 +146,14 @@ async def predict_csv(request: Request, _: PredictClaims, model: Model, settings
 
 
 def _score_csv(model: LoadedModel, data: bytes, max_rows: int, as_csv: bool) -> bytes:
-    matrix = parse_csv(data, model.features, max_rows)
-    result = predict(model, matrix)
+    inputs: Sequence[Sequence[Any]]
+    if model.schema.matrix_ready:
+        matrix = parse_csv(data, model.features, max_rows, model.schema)
+        result = predict(model, matrix)
+        inputs = compact_rows(matrix) if as_csv else ()
+    else:
+        frame, inputs = parse_typed_csv(data, model.schema, max_rows)
+        result = predict(model, frame)
     if as_csv:
-        return predictions_csv(model.features, matrix, result).encode()
+        return predictions_csv(model.features, inputs, result).encode()
     return v1_json(model, result)

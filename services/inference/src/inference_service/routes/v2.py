@@ -54,7 +54,7 @@ async def model_ready(_: ReadModelsClaims, model: Model) -> dict[str, Any]:
 def infer_bytes(model: LoadedModel, body: bytes, header_length: str | None, max_rows: int) -> tuple[bytes, int | None]:
     payload, binary = split_body(body, header_length)
     request = parse_infer_request(payload, binary, model, max_rows)
-    response, tail = infer_response(model, request, predict(model, request.matrix))
+    response, tail = infer_response(model, request, predict(model, request.data))
     head = orjson.dumps(response, option=orjson.OPT_SERIALIZE_NUMPY)
     return (head + tail, len(head)) if tail else (head, None)
 
