@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import socket
 from collections.abc import Callable
 from pathlib import Path
@@ -51,6 +52,31 @@ def test_docs_page_points_at_the_merged_spec(gateway: str) -> None:
     page = httpx.get(f"{gateway}/docs")
     assert page.status_code == 200
     assert "/openapi.json" in page.text and "swagger" in page.text.lower()
+
+
+def test_docs_page_loads_everything_from_the_gateway(gateway: str) -> None:
+    """Offline, a CDN's Swagger UI is a blank page (tests/e2e/test_docs_browser.py renders it)."""
+    with httpx.Client(base_url=gateway) as client:
+        page = client.get("/docs")
+        # No other origin anywhere in the page, and the browser is told to allow none.
+        assert "//" not in page.text.replace("<!DOCTYPE html>", "")
+        csp = page.headers["content-security-policy"]
+        assert "default-src 'none'" in csp and "'unsafe-inline'" not in csp
+        assert "script-src 'self' 'sha256-" in csp
+        assert page.headers["x-content-type-options"] == "nosniff"
+        sources = re.findall(r'(?:src|href)="([^"]+)"', page.text)
+        assert len(sources) == 3
+        for source in sources:
+            asset = client.get(source)
+            assert asset.status_code == 200, source
+            assert len(asset.content) > 100
+            again = client.get(source, headers={"If-None-Match": asset.headers["etag"]})
+            assert again.status_code == 304
+        types = {source.rsplit(".", 1)[-1]: client.get(source).headers["content-type"] for source in sources}
+        assert types == {"js": "text/javascript; charset=utf-8", "css": "text/css; charset=utf-8", "png": "image/png"}
+        assert client.get("/docs/assets/__init__.py").status_code == 404
+        # There is no second docs page that would still need a CDN.
+        assert client.get("/redoc").status_code == 404
 
 
 def test_metrics_count_requests_by_route_and_status(make_gateway: Callable[..., str]) -> None:

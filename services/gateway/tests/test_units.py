@@ -5,7 +5,7 @@ from __future__ import annotations
 from ipaddress import ip_network
 
 import pytest
-from gateway_service.forwarding import client_ip, response_headers, upstream_headers
+from gateway_service.forwarding import InternalAddress, client_ip, public_url, response_headers, upstream_headers
 from gateway_service.openapi import merge_openapi
 from gateway_service.policies import (
     Bucket,
@@ -14,7 +14,7 @@ from gateway_service.policies import (
     identity_policy,
     parse_policy,
 )
-from gateway_service.upstreams import Route, match_route
+from gateway_service.upstreams import Route, Upstream, match_route
 
 TRUSTED = [ip_network("10.0.0.0/8")]
 
@@ -122,8 +122,61 @@ def test_match_route_takes_the_longest_prefix() -> None:
     routes = [_route("/v1/"), _route("/v1/admin/", name="admin")]
     assert match_route(routes, "/v1/admin/x").name == "admin"  # type: ignore[union-attr]
     assert match_route(routes, "/v1/models").name == "r"  # type: ignore[union-attr]
-    assert match_route(routes, "/v1") is None
+    # The prefix without its slash is the route's too (GET /v2 is V2 server metadata); nothing else is.
+    assert match_route(routes, "/v1").name == "r"  # type: ignore[union-attr]
+    assert match_route(routes, "/v1x") is None
+    assert match_route(routes, "/v") is None
     assert _route("/auth/", strip=True).upstream_path(b"/auth/token") == b"/token"
+    assert _route("/auth/", strip=True).upstream_path(b"/auth") == b"/"
+    assert _route("/v1/").upstream_path(b"/v1/models") == b"/v1/models"
+    for raw in (b"/aut%68/token", b"/auth%2Ftoken", b"/authx"):
+        assert _route("/auth/", strip=True).upstream_path(raw) is None, raw
+    assert _route("/v1/").upstream_path(b"/v%31/models") is None
+
+
+def _routed(prefix: str, url: str, strip: bool = False) -> Route:
+    upstream = Upstream(url, client=None, transport=None, extensions={})  # type: ignore[arg-type]
+    return Route(name=prefix.strip("/"), prefix=prefix, strip_prefix=strip, upstreams=[upstream])
+
+
+PUBLIC_ROUTES = [
+    _routed("/auth/", "http://auth.internal:8001", strip=True),
+    _routed("/v1/", "http://inference.internal:8002"),
+    _routed("/v2/", "http://inference.internal:8002"),
+]
+
+
+@pytest.mark.parametrize(
+    ("location", "public"),
+    [
+        ("http://inference.internal:8002/v2", "/v2"),
+        # Behind a TLS proxy an upstream may build https URLs from X-Forwarded-Proto.
+        ("https://inference.internal:8002/v1/models?x=1", "/v1/models?x=1"),
+        ("http://AUTH.internal:8001/users/me#top", "/auth/users/me#top"),
+        ("http://auth.internal:8001", "/auth/"),
+        ("/v2/models/m", "/v2/models/m"),
+        ("?page=2", "/v1/redirect?page=2"),
+        ("https://example.org/x", "https://example.org/x"),
+        ("//example.org/x", "//example.org/x"),
+    ],
+)
+def test_public_url(location: str, public: str) -> None:
+    assert public_url(location, "http://inference.internal:8002/v1/redirect", PUBLIC_ROUTES) == public
+
+
+@pytest.mark.parametrize(
+    "location",
+    [
+        "http://inference.internal:8002/healthz",  # no route reaches it
+        "http://inference.internal:9999/v1/models",  # another port of an upstream host
+        "http://inference.internal/v1/models",
+        "http://inference.internal:99999/v1/models",  # not a port at all
+        "http://[::1/v1",  # not a URL
+    ],
+)
+def test_public_url_refuses_internal_addresses_no_route_reaches(location: str) -> None:
+    with pytest.raises(InternalAddress):
+        public_url(location, "http://inference.internal:8002/v1/redirect", PUBLIC_ROUTES)
 
 
 def test_merge_openapi_prefixes_paths_and_renames_clashing_schemas() -> None:

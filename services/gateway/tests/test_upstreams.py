@@ -210,6 +210,20 @@ def test_dot_segments_are_rejected(gateway: str) -> None:
     assert httpx.get(f"{gateway}/auth/.well-known/jwks.json").status_code == 200
 
 
+def test_a_percent_encoded_route_prefix_is_refused(gateway: str) -> None:
+    # Routing reads the decoded path; the upstream path is cut from the raw one. "/aut%68/token"
+    # cut by len("/auth") left "68/token", glued to the upstream's port: a 500, or another port.
+    host, port = gateway.removeprefix("http://").split(":")
+    for path in ("/aut%68/token", "/%61uth/token", "/auth%2Ftoken", "/v%32", "/v%31/models"):
+        conn = http.client.HTTPConnection(host, int(port), timeout=10)
+        conn.request("GET", path)
+        response = conn.getresponse()
+        assert response.status == 400, path
+        assert json.loads(response.read())["error"] == "bad_path", path
+        conn.close()
+    assert httpx.get(f"{gateway}/auth/a%68/token").json()["raw_path"] == "/a%68/token"
+
+
 def test_idle_upstream_connections_are_given_up_before_uvicorn_closes_them() -> None:
     # uvicorn (the upstreams) closes a keep-alive connection idle for timeout_keep_alive (5 s by
     # default); the gateway must stop reusing one earlier, or its requests meet that close.

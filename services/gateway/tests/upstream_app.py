@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse, StreamingResponse
+from fastapi.responses import JSONResponse, Response, StreamingResponse
 
 
 def upstream_app(name: str) -> FastAPI:
@@ -49,6 +49,13 @@ def upstream_app(name: str) -> FastAPI:
         response = JSONResponse({"upstream": name})
         response.set_cookie("session", "belongs-to-one-user")
         return response
+
+    @app.get("/redirect")
+    @app.get("/v1/redirect")
+    async def redirect(request: Request, to: str, absolute: bool = True) -> Response:
+        # As Starlette's slash redirect does: an absolute URL built from the Host it was sent.
+        location = str(request.base_url).rstrip("/") + to if absolute else to
+        return Response(status_code=307, headers={"location": location, "content-location": location})
 
     @app.api_route("/{path:path}", methods=["GET", "POST", "PUT", "DELETE", "PATCH"], include_in_schema=False)
     async def echo(path: str, request: Request) -> JSONResponse:

@@ -5,17 +5,17 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from modelgate_shared.db import upgrade
+from modelgate_shared.db import migrate as migrate_database
 from modelgate_shared.settings import load_settings
 
-from .settings import MigrateSettings
+from .settings import ENV_PREFIX, MigrateSettings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 VERSION_TABLE = "alembic_version_gateway"
 
 
 def migrate(database_url: str) -> None:
-    upgrade(MIGRATIONS, database_url, VERSION_TABLE)
+    migrate_database(MIGRATIONS, database_url, VERSION_TABLE, url_setting=f"{ENV_PREFIX}DATABASE_URL")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Sequence
+from urllib.parse import urljoin, urlsplit
 
 from modelgate_shared.proxies import Network, forwarded_client, is_trusted, split_forwarded_for
+
+from .upstreams import Route, match_route
 
 Headers = list[tuple[bytes, bytes]]
 
@@ -105,6 +108,70 @@ def response_headers(headers: Iterable[tuple[bytes, bytes]]) -> Headers:
     # The gateway's own server stamps Date and Server: passing the upstream's too would send each twice.
     drop = HOP_BY_HOP | _connection_tokens(raw) | _SET_BY_GATEWAY_SERVER
     return [(k, v) for k, v in raw if k not in drop]
+
+
+# Response headers that carry a URL the client will follow or store.
+_URL_HEADERS = frozenset({b"location", b"content-location"})
+
+
+class InternalAddress(Exception):
+    """An upstream's response points at an internal address no gateway route reaches."""
+
+
+def _public_path(upstream_url: str, path: str, routes: Sequence[Route]) -> str | None:
+    """The gateway path that reaches ``path`` on the upstream at ``upstream_url``, if any."""
+    for route in routes:
+        if any(u.url == upstream_url for u in route.upstreams):
+            public = route.prefix[:-1] + path if route.strip_prefix else path
+            if match_route(routes, public) is route:
+                return public
+    return None
+
+
+def public_url(value: str, request_url: str, routes: Sequence[Route]) -> str:
+    """``value`` (a Location or Content-Location an upstream sent, for ``request_url``) as the
+    client must see it: a reference to an upstream becomes the public path that reaches it.
+
+    Upstreams build absolute URLs from the Host they were sent (Starlette's slash redirect):
+    passed on, they would hand clients an internal address. Raises :class:`InternalAddress`
+    for an upstream's host that no route reaches; any other URL (another site) is left as is.
+    """
+    try:
+        target = urlsplit(urljoin(request_url, value.strip()))
+        port = target.port
+    except ValueError:  # not a URL we can vet (a bad port or IPv6 literal): never pass it on
+        raise InternalAddress from None
+    path = target.path or "/"
+    internal = False
+    for route in routes:
+        for upstream in route.upstreams:
+            base = urlsplit(upstream.url)
+            if target.hostname != base.hostname:
+                continue
+            internal = True
+            # The scheme is not compared: behind a TLS proxy an upstream may build https URLs.
+            base_path = base.path.rstrip("/")
+            if port != base.port or not path.startswith(base_path + "/"):
+                continue
+            public = _public_path(upstream.url, path[len(base_path) :], routes)
+            if public is not None:
+                query = f"?{target.query}" if target.query else ""
+                return public + query + (f"#{target.fragment}" if target.fragment else "")
+    if internal:
+        raise InternalAddress
+    return value
+
+
+def public_url_headers(headers: Headers, request_url: str, routes: Sequence[Route]) -> Headers:
+    """Response headers with every URL an upstream gave rewritten by :func:`public_url`."""
+    if not any(key in _URL_HEADERS for key, _ in headers):
+        return headers
+    return [
+        (key, public_url(value.decode("latin-1"), request_url, routes).encode("latin-1"))
+        if key in _URL_HEADERS
+        else (key, value)
+        for key, value in headers
+    ]
 
 
 def header(headers: Iterable[tuple[bytes, bytes]], name: bytes) -> bytes | None:

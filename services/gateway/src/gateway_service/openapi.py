@@ -57,7 +57,7 @@ def merge_openapi(
             security_schemes.setdefault(name, scheme)
         for path, item in spec.get("paths", {}).items():
             public = route.prefix.rstrip("/") + path if route.strip_prefix else path
-            if not public.startswith(route.prefix):
+            if not route.reaches(public):
                 continue  # not reachable through this route (e.g. inference's /healthz)
             tagged = copy.deepcopy(item)
             for operation in tagged.values():

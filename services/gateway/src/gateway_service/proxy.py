@@ -19,9 +19,18 @@ from modelgate_shared.request_context import REQUEST_ID_HEADER, accept_or_genera
 from modelgate_shared.stored_text import storable
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .forwarding import Headers, client_ip, header, response_headers, unforwardable_header_detail, upstream_headers
+from .forwarding import (
+    Headers,
+    InternalAddress,
+    client_ip,
+    header,
+    public_url_headers,
+    response_headers,
+    unforwardable_header_detail,
+    upstream_headers,
+)
 from .identity import Identity
-from .login_form import BadLoginRequest, login_username
+from .login_form import BadLoginRequest, read_login
 from .policies import identity_buckets, login_buckets
 from .ratelimit import RateLimiterDown
 from .request_log import LogRow
@@ -120,6 +129,7 @@ class Exchange:
         self.request_bytes = 0
         self.response_bytes = 0
         self.upstream: str | None = None
+        self.target = ""  # the path and query asked of the upstream
         self.limited = False
         self.identity: Identity | None = None
         self.body: bytes | None = None  # set when the body had to be read before forwarding
@@ -184,7 +194,7 @@ class Exchange:
 
     async def _admit(self, headers: Headers) -> bool:
         """What is decided before forwarding: the path, the declared length, the rate limits
-        (reading the login form for its username).
+        (reading the login form for its username and client id).
 
         False once the request has been answered; BodyTooLarge for a declared length over the limit.
         """
@@ -195,6 +205,14 @@ class Exchange:
             # Upstreams do not resolve "..", but a path that escapes its route prefix is never legitimate.
             await self.respond_error(400, "bad_path", "path must not contain '.' or '..' segments")
             return False
+        target = self.route.upstream_path(scope.get("raw_path") or scope["path"].encode())
+        if target is None:
+            detail = f"the route prefix {self.route.prefix} must not be percent-encoded"
+            await self.respond_error(400, "bad_path", detail)
+            return False
+        if scope.get("query_string"):
+            target += b"?" + scope["query_string"]
+        self.target = target.decode("latin-1")
         length_header = header(headers, b"content-length")
         if length_header is not None:
             try:
@@ -214,12 +232,14 @@ class Exchange:
                 await self.respond_error(413, "request_too_large", f"login body exceeds {MAX_LOGIN_BODY} bytes")
                 return False
             try:
-                username = await login_username([v for k, v in headers if k == b"content-type"], self.body)
+                login = await read_login(
+                    [v for k, v in headers if k == b"content-type"], header(headers, b"authorization"), self.body
+                )
             except BadLoginRequest as exc:
                 # Refused before auth: a body the guard and auth could read differently.
                 await self.respond_oauth_error(400, "invalid_request", exc.description)
                 return False
-            buckets += login_buckets(state.policies, self.ip, username)
+            buckets += login_buckets(state.policies, self.ip, login.username, login.client_id)
 
         limiting = state.settings.rate_limit_enabled
         # The token endpoint takes no bearer token: a revoked one sent along must not block a new login.
@@ -310,9 +330,6 @@ class Exchange:
             request_id=self.request_id,
             trusted=state.trusted,
         )
-        target = route.upstream_path(scope.get("raw_path") or scope["path"].encode())
-        if scope.get("query_string"):
-            target += b"?" + scope["query_string"]
         for upstream in candidates:
             self.upstream = upstream.url
             content = None
@@ -320,7 +337,7 @@ class Exchange:
                 content = self.body if self.body is not None else self._stream_body()
             request = httpx.Request(
                 scope["method"],
-                upstream.url + target.decode("latin-1"),
+                upstream.url + self.target,
                 headers=out_headers,
                 content=content,
                 extensions=dict(upstream.extensions),
@@ -363,12 +380,21 @@ class Exchange:
         if self.scope["method"] == "HEAD" or response.status_code in (204, 304):
             length = -1  # the header describes a body that is not sent
         try:
+            headers = public_url_headers(
+                response_headers(response.headers.raw), f"{self.upstream}{self.target}", self.state.pool.routes
+            )
+        except InternalAddress:
+            await response.aclose()
+            self.state.metrics.upstream_errors.labels(self.route.name, "internal_address").inc()
+            # Not the URL itself: it may quote the request's query.
+            log.warning("upstream %s answered with a URL to an internal address no route reaches", self.upstream)
+            await self.respond_error(
+                502, "bad_gateway", f"upstream for {self.route.prefix} pointed at an internal address"
+            )
+            return
+        try:
             await self.send(
-                {
-                    "type": "http.response.start",
-                    "status": response.status_code,
-                    "headers": response_headers(response.headers.raw) + self.limit_headers,
-                }
+                {"type": "http.response.start", "status": response.status_code, "headers": headers + self.limit_headers}
             )
             ended = False
             async for chunk in response.aiter_raw():

@@ -118,7 +118,7 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
         for key, value in self.rate_limit_overrides.items():
             if not key.startswith(("user:", "scope:")):
                 raise ValueError(f"RATE_LIMIT_OVERRIDES key {key!r} must start with 'user:' or 'scope:'")
-            parse_policy(value, key)
+            parse_policy(value, f"rate_limit_overrides[{key!r}]")
         return self
 
     def route_table(self) -> list[RouteConfig]:

@@ -6,7 +6,7 @@ import contextlib
 import logging
 
 from modelgate_shared.db import make_engine, ping
-from modelgate_shared.health import Check
+from modelgate_shared.health import Check, Degradable
 from modelgate_shared.tokens import TokenVerifier
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.asyncio.retry import Retry
@@ -105,11 +105,39 @@ class GatewayState:
             await self.redis_pool.disconnect()
         await self.engine.dispose()
 
-    def readiness_checks(self) -> dict[str, Check]:
-        checks: dict[str, Check] = {"redis": self._ping_redis, "postgres": lambda: ping(self.engine)}
-        for url, upstream in self.pool.by_url.items():
-            checks[f"upstream {url}"] = self._upstream_check(upstream)
+    def readiness_checks(self) -> dict[str, Check | Degradable]:
+        checks: dict[str, Check | Degradable] = {
+            "redis": self._redis_check(),
+            # Requests never wait on Postgres: without it rows queue in memory (then are dropped,
+            # counted) and only the admin API fails, so the gateway still serves.
+            "postgres": Degradable(
+                lambda: ping(self.engine), "request-log rows wait in memory; /admin/request-log and /admin/usage fail"
+            ),
+        }
+        # Named by route, never by address: /readyz is on the public URL. An upstream that is
+        # down fails only its routes (502/503), so the gateway stays ready: predictions go on
+        # while auth is away.
+        routes_of: dict[int, list[str]] = {}
+        for route in self.pool.routes:
+            for i, upstream in enumerate(route.upstreams):
+                label = route.name if len(route.upstreams) == 1 else f"{route.name}[{i}]"
+                labels = routes_of.setdefault(id(upstream), [])
+                if label not in labels:
+                    labels.append(label)
+        for upstream in self.pool.by_url.values():
+            labels = routes_of.get(id(upstream), [])
+            checks[f"upstream {','.join(labels)}"] = Degradable(
+                self._upstream_check(upstream), f"requests to {', '.join(labels)} answer 502/503"
+            )
         return checks
+
+    def _redis_check(self) -> Check | Degradable:
+        """Failing closed, the gateway answers 503 without Redis: not ready. Failing open it
+        serves everything, unlimited: ready, and the check says what is off."""
+        if not self.settings.rate_limit_fail_open:
+            return self._ping_redis
+        unchecked = "rate limiting and token revocation" if self.settings.rate_limit_enabled else "token revocation"
+        return Degradable(self._ping_redis, f"{unchecked} not enforced while Redis is unreachable (fail-open)")
 
     async def _ping_redis(self) -> None:
         await self.redis.ping()

@@ -52,17 +52,32 @@ class Route:
         ordered = self.upstreams[start:] + self.upstreams[:start]
         return [u for u in ordered if u.healthy(now)]
 
-    def upstream_path(self, raw_path: bytes) -> bytes:
+    def reaches(self, path: str) -> bool:
+        """``path`` is under the prefix, or is the prefix without its closing slash: the
+        Open Inference Protocol's server metadata is ``GET /v2``, under the route ``/v2/``."""
+        return path.startswith(self.prefix) or path == self.prefix[:-1]
+
+    def upstream_path(self, raw_path: bytes) -> bytes | None:
+        """The path asked of the upstream, from the raw (still percent-encoded) request path.
+
+        None when the raw path does not spell the prefix literally (``/aut%68/token``): routing
+        matched the decoded path, and cutting the raw one by the prefix's length would cut
+        inside the escape and glue its rest to the upstream's host and port.
+        """
+        stem = self.prefix[:-1].encode()
+        rest = raw_path[len(stem) :]
+        if not raw_path.startswith(stem) or rest[:1] not in (b"/", b""):
+            return None
         if self.strip_prefix:
-            return raw_path[len(self.prefix) - 1 :]
+            return rest or b"/"
         return raw_path
 
 
 def match_route(routes: Sequence[Route], path: str) -> Route | None:
-    """The longest prefix that matches ``path``."""
+    """The longest prefix that reaches ``path``."""
     best: Route | None = None
     for route in routes:
-        if path.startswith(route.prefix) and (best is None or len(route.prefix) > len(best.prefix)):
+        if route.reaches(path) and (best is None or len(route.prefix) > len(best.prefix)):
             best = route
     return best
 
