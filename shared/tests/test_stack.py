@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from modelgate_shared.backing import Provided
-from modelgate_shared.stack import Stack, StackError, StackSettings, free_port, up
+from modelgate_shared.stack import InvalidSettings, Stack, StackError, StackSettings, free_port, up
 
 
 def test_taken_port_is_a_clear_error(tmp_path: Path) -> None:
@@ -57,3 +57,37 @@ def test_auth_publishes_revocations_to_the_gateways_redis(tmp_path: Path, monkey
     assert env["MODELGATE_AUTH_REDIS_KEY_PREFIX"] == "mine:"
     monkeypatch.setenv("MODELGATE_AUTH_REDIS_URL", "redis://auth-own.test:6379/2")
     assert stack.env()["MODELGATE_AUTH_REDIS_URL"] == "redis://auth-own.test:6379/2"
+
+
+def _clear_backing_urls(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("DATABASE_URL", "REDIS_URL", "GATEWAY_REDIS_URL", "AUTH_REDIS_URL", "GATEWAY_RATE_LIMIT_DEFAULT"):
+        monkeypatch.delenv(f"MODELGATE_{name}", raising=False)
+
+
+def test_service_settings_are_checked_with_whole_names(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_backing_urls(monkeypatch)
+    monkeypatch.setenv("MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT", "lots")
+    stack = Stack(StackSettings(state_dir=tmp_path / "state"))
+    with pytest.raises(InvalidSettings, match=r"MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT: 'lots' is not LIMIT/PERIOD"):
+        stack.check_settings()
+    monkeypatch.delenv("MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT")
+    stack.check_settings()  # the defaults and the launcher's computed values are valid
+
+
+def test_a_bad_launcher_value_is_named_as_the_launchers(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _clear_backing_urls(monkeypatch)
+    monkeypatch.setenv("MODELGATE_REDIS_URL", "http://redis.test")
+    stack = Stack(StackSettings(state_dir=tmp_path / "state", redis_url="http://redis.test"))
+    with pytest.raises(InvalidSettings) as exc:
+        stack.check_settings()
+    assert "MODELGATE_REDIS_URL (passed on as MODELGATE_GATEWAY_REDIS_URL): must be a redis://" in str(exc.value)
+
+
+def test_up_refuses_bad_settings_before_starting_anything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _clear_backing_urls(monkeypatch)
+    monkeypatch.setenv("MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT", "lots")
+    assert up(StackSettings(state_dir=tmp_path / "state")) == 2
+    assert "MODELGATE_GATEWAY_RATE_LIMIT_DEFAULT" in capsys.readouterr().err
+    assert not (tmp_path / "state").exists()

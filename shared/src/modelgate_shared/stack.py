@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import ctypes
+import importlib
 import os
 import signal
 import socket
@@ -17,24 +17,53 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
+from unittest import mock
 
 import httpx
-from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import Field, ValidationError
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from .backing import BackingError, Provided, provide_postgres, provide_redis
 from .client_timeouts import HTTP_PROTOCOL
+from .db import DatabaseConnectError, wait_for_database
+from .settings import DatabaseUrl, SettingProblem, format_problems, settings_problems
+from .supervision import Backoff, describe_exit, die_with_parent
 from .training_data import DEFAULT_TRAINING_DATA, DEFAULT_TRAINING_DATA_SHA256
 
 SERVICES = ("auth", "inference", "gateway")
+# Each service's settings class, imported by name: settings modules are light, and checking
+# them before anything starts turns a bad variable into a message within a second.
+SERVICE_SETTINGS = {
+    "auth": "auth_service.settings:AuthSettings",
+    "inference": "inference_service.settings:InferenceSettings",
+    "gateway": "gateway_service.settings:GatewaySettings",
+}
+# Launcher variables the launcher hands to the services under their own names: a problem a
+# service finds in one of these is the launcher variable's (when the user did not set it apart).
+_PASSED_ON = {
+    "MODELGATE_AUTH_DATABASE_URL": "MODELGATE_DATABASE_URL",
+    "MODELGATE_GATEWAY_DATABASE_URL": "MODELGATE_DATABASE_URL",
+    "MODELGATE_GATEWAY_REDIS_URL": "MODELGATE_REDIS_URL",
+    "MODELGATE_AUTH_REDIS_URL": "MODELGATE_REDIS_URL",
+    "MODELGATE_AUTH_AUDIENCE": "MODELGATE_AUDIENCE",
+    "MODELGATE_INFERENCE_AUDIENCE": "MODELGATE_AUDIENCE",
+    "MODELGATE_GATEWAY_AUDIENCE": "MODELGATE_AUDIENCE",
+}
+# Stand-ins for the backing URLs while settings are checked, before the servers exist.
+_UNSTARTED_POSTGRES = "postgresql://postgres@embedded.invalid/postgres"
+_UNSTARTED_REDIS = "unix:///embedded.invalid/redis.sock"
 
 
 class StackError(RuntimeError):
     """The stack cannot start; the message says what is wrong."""
+
+
+class InvalidSettings(StackError):
+    """A setting of the launcher's or of a service is invalid (exit 2, as the services)."""
 
 
 class StackSettings(BaseSettings):
@@ -47,7 +76,7 @@ class StackSettings(BaseSettings):
     gateway_port: int = Field(default=8000, ge=0, le=65535)
     auth_port: int = Field(default=8001, ge=0, le=65535)
     inference_port: int = Field(default=8002, ge=0, le=65535)
-    database_url: str | None = None
+    database_url: DatabaseUrl | None = None
     redis_url: str | None = None
     training_data: str = DEFAULT_TRAINING_DATA
     training_data_sha256: str = DEFAULT_TRAINING_DATA_SHA256
@@ -55,6 +84,9 @@ class StackSettings(BaseSettings):
     startup_timeout_seconds: float = 90.0
     # Workers per service process; 1 keeps the local stack small and the logs readable.
     workers: int = Field(default=1, ge=1, le=32)
+    # A service that exits is restarted after 1 s, 2 s, 4 s ... up to this; a service that
+    # stayed up a minute starts again at 1 s.
+    restart_backoff_max_seconds: float = Field(default=30.0, ge=1.0)
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -75,19 +107,18 @@ def _check_port_free(host: str, port: int, what: str) -> None:
             ) from None
 
 
-def _die_with_parent() -> None:
-    """Children get SIGTERM if the launcher dies, even by SIGKILL: nothing is left behind."""
-    with contextlib.suppress(Exception):
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-
-
 @dataclass
 class ServiceProcess:
     name: str
     url: str
     process: subprocess.Popen[bytes]
     log_path: Path | None
+    started_at: float = field(default_factory=time.monotonic)
+    # Restarts in a row (reset once it stays up); when the next one is due; whether to say
+    # when it is ready again.
+    restarts: int = 0
+    restart_at: float | None = None
+    announce_ready: bool = False
 
     def log_tail(self, lines: int = 40) -> str:
         if self.log_path is None or not self.log_path.exists():
@@ -140,9 +171,15 @@ class Stack:
         """Environment for the services: computed values, then the caller's own
         environment (so any MODELGATE_* the user set wins), then test overrides."""
         assert self.postgres is not None and self.redis is not None
+        return self._env(self.postgres.url, self.redis.url)
+
+    def _user_set(self, name: str) -> bool:
+        return name in os.environ or name in self.extra_env
+
+    def _env(self, postgres_url: str, redis_url: str) -> dict[str, str]:
         s = self.settings
         computed = {
-            "MODELGATE_AUTH_DATABASE_URL": self.postgres.url,
+            "MODELGATE_AUTH_DATABASE_URL": postgres_url,
             "MODELGATE_AUTH_KEYS_DIR": str(self.private_keys_dir),
             "MODELGATE_AUTH_PUBLIC_JWKS_FILE": str(self.public_jwks),
             "MODELGATE_AUTH_ISSUER": self.issuer,
@@ -154,8 +191,8 @@ class Stack:
             "MODELGATE_INFERENCE_DATA_CACHE_DIR": str(self.state / "data"),
             "MODELGATE_TRAINING_DATA": s.training_data,
             "MODELGATE_TRAINING_DATA_SHA256": s.training_data_sha256,
-            "MODELGATE_GATEWAY_DATABASE_URL": self.postgres.url,
-            "MODELGATE_GATEWAY_REDIS_URL": self.redis.url,
+            "MODELGATE_GATEWAY_DATABASE_URL": postgres_url,
+            "MODELGATE_GATEWAY_REDIS_URL": redis_url,
             "MODELGATE_GATEWAY_AUTH_URL": self.url("auth"),
             "MODELGATE_GATEWAY_INFERENCE_URL": self.url("inference"),
             "MODELGATE_GATEWAY_PUBLIC_KEYS": str(self.public_jwks),
@@ -170,6 +207,59 @@ class Stack:
             if f"MODELGATE_GATEWAY_{name}" in env:
                 env.setdefault(f"MODELGATE_AUTH_{name}", env[f"MODELGATE_GATEWAY_{name}"])
         return env
+
+    # -- checks before anything starts ---------------------------------------------
+
+    def check_settings(self) -> None:
+        """Every service's settings, as the service would read them: raise naming each bad one."""
+        s = self.settings
+        env = self._env(s.database_url or _UNSTARTED_POSTGRES, s.redis_url or _UNSTARTED_REDIS)
+        report = []
+        for name, spec in SERVICE_SETTINGS.items():
+            module, _, cls_name = spec.partition(":")
+            try:
+                cls = getattr(importlib.import_module(module), cls_name)
+            except (ImportError, AttributeError) as exc:
+                raise StackError(f"the {name} service is not installed ({exc}); run make venv") from None
+            try:
+                # The services read os.environ; this process is single-threaded here (start-up).
+                with mock.patch.dict(os.environ, env, clear=True):
+                    cls()
+            except (ValidationError, SettingsError) as exc:
+                problems = [self._as_launchers(p) for p in settings_problems(cls, exc)]
+                report.append(format_problems(f"{name} ({cls_name})", problems))
+        if report:
+            raise InvalidSettings("\n".join(report))
+
+    def _as_launchers(self, problem: SettingProblem) -> SettingProblem:
+        """Name a value the launcher passed on by the launcher variable the user set."""
+        mine = _PASSED_ON.get(problem.variable)
+        if mine is None or self._user_set(problem.variable) or not self._user_set(mine):
+            return problem
+        return SettingProblem(f"{mine} (passed on as {problem.variable})", problem.reason)
+
+    def _check_databases(self) -> None:
+        """A Postgres URL the user gave must answer before migrations run (they retry for a
+        while on connection errors): a wrong URL is reported as such, at once."""
+        assert self.postgres is not None
+        env = self.env()
+        checked: set[str] = set()
+        for variable in ("MODELGATE_AUTH_DATABASE_URL", "MODELGATE_GATEWAY_DATABASE_URL"):
+            url = env[variable]
+            if url in checked:
+                continue
+            checked.add(url)
+            if self._user_set(variable):
+                name = variable
+            elif self.postgres.origin == "environment":
+                name = "MODELGATE_DATABASE_URL"
+            else:
+                continue  # a server of our own: its start-up already proved it answers
+            try:
+                # No waiting: a server the user named should be up before `make up` is.
+                wait_for_database(url, url_setting=name, wait_seconds=0)
+            except DatabaseConnectError as exc:
+                raise StackError(str(exc)) from None
 
     # -- lifecycle ---------------------------------------------------------------
 
@@ -206,12 +296,13 @@ class Stack:
             )
         except BackingError as exc:
             raise StackError(str(exc)) from None
+        self._check_databases()
         self._run_step("generating the signing key", ["-m", "auth_service", "keys", "generate", "--if-missing"])
         self._run_step("training the default model", ["-m", "inference_service.train", "--if-missing"])
         self._run_step("auth migrations", ["-m", "auth_service", "migrate"])
         self._run_step("gateway migrations", ["-m", "gateway_service", "migrate"])
 
-    def _spawn(self, name: str) -> None:
+    def _spawn(self, name: str) -> ServiceProcess:
         port = getattr(self.settings, f"{name}_port")
         args = [
             sys.executable, "-m", "uvicorn", f"{name}_service.app:create_app", "--factory",
@@ -233,11 +324,15 @@ class Stack:
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT if out else None,
-            preexec_fn=_die_with_parent,
+            # A process group of its own: a Ctrl-C reaches the launcher only, which stops the
+            # services in order, and uvicorn's workers can be cleaned up with their master.
+            start_new_session=True,
+            preexec_fn=die_with_parent(signal.SIGTERM),
         )
         if out is not None:
             out.close()
-        self.services[name] = ServiceProcess(name, self.url(name), proc, path)
+        service = self.services[name] = ServiceProcess(name, self.url(name), proc, path)
+        return service
 
     def _wait_ready(self, service: ServiceProcess, deadline: float) -> None:
         with httpx.Client(timeout=2.0) as client:
@@ -257,6 +352,7 @@ class Stack:
         )
 
     def start(self) -> None:
+        self.check_settings()
         try:
             self.prepare()
             deadline = time.monotonic() + self.settings.startup_timeout_seconds
@@ -272,6 +368,34 @@ class Stack:
         """The first service that has exited, if any."""
         return next((s for s in self.services.values() if s.process.poll() is not None), None)
 
+    def supervise(self, backoff: Backoff, report: Callable[[str], None]) -> None:
+        """One round of supervision (``up`` calls it twice a second): restart what exited.
+
+        A service that exits is restarted after ``backoff``'s delay, growing while it keeps
+        exiting; the others are left alone. ``running_stack`` never calls this: the tests
+        that stop a service on purpose decide themselves when it comes back.
+        """
+        now = time.monotonic()
+        for name in SERVICES:
+            service = self.services.get(name)
+            if service is None:
+                continue
+            if service.restart_at is not None:
+                if now >= service.restart_at:
+                    restarts = service.restarts + 1
+                    report(f"modelgate: restarting {name} (restart {restarts} in a row)")
+                    fresh = self._spawn(name)
+                    fresh.restarts, fresh.announce_ready = restarts, True
+            elif (code := service.process.poll()) is not None:
+                _kill_group(service.process)
+                service.restarts = backoff.next_restarts(service.restarts, now - service.started_at)
+                delay = backoff.delay(service.restarts)
+                service.restart_at = now + delay
+                report(f"modelgate: {name} {describe_exit(code)}; restarting it in {delay:g}s")
+            elif service.announce_ready and _ready(service.url):
+                service.announce_ready = False
+                report(f"modelgate: {name} is ready again at {service.url}")
+
     def stop(self) -> None:
         # Gateway first so it flushes its request log while Postgres is still up.
         for name in reversed(SERVICES):
@@ -285,6 +409,7 @@ class Stack:
             except subprocess.TimeoutExpired:
                 service.process.kill()
                 service.process.wait()
+            _kill_group(service.process)
         for backing in (self.redis, self.postgres):
             if backing is not None:
                 with contextlib.suppress(Exception):
@@ -292,11 +417,25 @@ class Stack:
         self.redis = self.postgres = None
 
 
+def _kill_group(process: subprocess.Popen[bytes]) -> None:
+    """Whatever is left of a service's process group once its master is gone (workers)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(process.pid, signal.SIGKILL)
+
+
+def _ready(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/readyz", timeout=0.5).status_code == 200
+    except httpx.HTTPError:
+        return False
+
+
 @contextlib.contextmanager
 def running_stack(
     *, state_dir: Path | None = None, extra_env: Mapping[str, str] | None = None, **overrides: object
 ) -> Iterator[Stack]:
-    """A throwaway stack on free ports (the e2e fixtures use this)."""
+    """A throwaway stack on free ports (the e2e fixtures use this). Not supervised: a service
+    that exits stays down (``check_alive`` says which), as tests that stop one expect."""
     with tempfile.TemporaryDirectory(prefix="modelgate-e2e-") as tmp:
         settings = StackSettings(
             state_dir=state_dir or Path(tmp),
@@ -343,9 +482,14 @@ def _interrupt(signum: int, _frame: object) -> None:
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+def _say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
 def up(settings: StackSettings) -> int:
-    """Run the stack in the foreground until Ctrl-C/SIGTERM or a service dies."""
+    """Run the stack in the foreground until Ctrl-C/SIGTERM, restarting a service that exits."""
     stack = Stack(settings)
+    backoff = Backoff(cap=settings.restart_backoff_max_seconds)
     # SIGTERM behaves like Ctrl-C, at any point, start-up included: start() undoes
     # what it began, and the finally below stops the rest. Nothing is left running.
     previous = {sig: signal.signal(sig, _interrupt) for sig in (signal.SIGINT, signal.SIGTERM)}
@@ -354,10 +498,12 @@ def up(settings: StackSettings) -> int:
         print(f"modelgate: starting (state in {stack.state}) ...", flush=True)
         stack.start()
         print(_banner(stack), flush=True)
-        while (dead := stack.check_alive()) is None:
+        while True:
+            stack.supervise(backoff, _say)
             time.sleep(0.5)
-        print(f"modelgate: {dead.name} exited with code {dead.process.returncode}; stopping", file=sys.stderr)
-        exit_code = 1
+    except InvalidSettings as exc:
+        print(f"modelgate: cannot start: {exc}", file=sys.stderr)
+        exit_code = 2
     except StackError as exc:
         print(f"modelgate: cannot start: {exc}", file=sys.stderr)
         exit_code = 1
