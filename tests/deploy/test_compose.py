@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import re
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -125,3 +127,58 @@ def test_dockerfiles_are_slim_non_root_and_healthchecked(service: str) -> None:
     assert "--uid 10001" in final and "--gid 10001" in final, "the modelgate user: uid and gid 10001"
     assert re.search(r"(?im)^HEALTHCHECK\s", final), "final stage needs a HEALTHCHECK"
     assert not re.search(r"(?i)\b(gcc|build-essential|g\+\+)\b", final), "no compilers in the final image"
+
+
+def _interpolate(value: str) -> str:
+    """Compose's ``${VAR:-default}`` with nothing set: the defaults."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
+
+
+def test_postgres_is_healthy_only_once_it_listens_on_tcp(compose: dict[str, Any]) -> None:
+    # On a fresh volume the image's init runs a temporary server on the Unix socket only.
+    test = compose["services"]["postgres"]["healthcheck"]["test"]
+    command = " ".join(test[1:]) if test[0] in ("CMD", "CMD-SHELL") else " ".join(test)
+    assert "pg_isready" in command
+    assert re.search(r"(^|\s)(-h|--host)(\s+|=)(127\.0\.0\.1|localhost)\b", command), command
+
+
+def test_init_model_can_train_from_a_local_file(compose: dict[str, Any]) -> None:
+    job = compose["services"]["init-model"]
+    binds = [v for v in job["volumes"] if isinstance(v, dict) and v.get("type") == "bind"]
+    assert len(binds) == 1
+    bind = binds[0]
+    assert "${MODELGATE_TRAINING_DATA_FILE:-" in bind["source"]
+    assert bind["read_only"] is True and bind["bind"]["create_host_path"] is False
+    # The mounted file, when it is a file, is what the job trains from.
+    assert bind["target"] in " ".join(job["command"]) and "inference_service.train" in " ".join(job["command"])
+
+
+def test_auth_trusts_the_gateway_alone(compose: dict[str, Any]) -> None:
+    services = compose["services"]
+    trusted = json.loads(_interpolate(services["auth"]["environment"]["MODELGATE_AUTH_TRUSTED_PROXIES"]))
+    gateway_address = ipaddress.ip_address(_interpolate(services["gateway"]["networks"]["default"]["ipv4_address"]))
+    assert [ipaddress.ip_network(t) for t in trusted] == [ipaddress.ip_network(gateway_address)]
+    (config,) = compose["networks"]["default"]["ipam"]["config"]
+    subnet, dynamic = (
+        ipaddress.ip_network(_interpolate(config["subnet"])),
+        ipaddress.ip_network(_interpolate(config["ip_range"])),
+    )
+    # Docker hands out addresses from ip_range only, so no other container can take the gateway's.
+    assert gateway_address in subnet and dynamic.subnet_of(subnet) and gateway_address not in dynamic  # type: ignore[arg-type]
+    # Every service is on that network alone, so none reaches auth from outside it.
+    for name, service in services.items():
+        assert set(service.get("networks", {"default": None})) == {"default"}, name
+
+
+def test_the_offline_advice_names_the_variable_compose_mounts(compose: dict[str, Any], tmp_path: Path) -> None:
+    from inference_service.training_data import TrainingDataError, resolve
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        unreachable = f"http://127.0.0.1:{s.getsockname()[1]}/pima.csv"  # nothing listens once closed
+    with pytest.raises(TrainingDataError) as caught:
+        resolve(unreachable, tmp_path, None)
+    variable = re.search(r"\bMODELGATE_TRAINING_DATA_FILE\b", str(caught.value))
+    assert variable, str(caught.value)
+    bind = next(v for v in compose["services"]["init-model"]["volumes"] if isinstance(v, dict))
+    assert "${" + variable.group(0) + ":-" in bind["source"]
