@@ -5,20 +5,25 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI, Form
 from modelgate_shared.db import make_engine
 from modelgate_shared.error_bodies import (
     REDACTED,
+    UNAVAILABLE_BODY,
     InternalErrorMiddleware,
+    backing_unavailable,
     describe_exception,
     install_error_handling,
     redact_errors,
 )
 from modelgate_shared.request_context import RequestIdMiddleware
+from modelgate_shared.stack import free_port
 from pydantic import BaseModel, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
@@ -255,3 +260,45 @@ async def test_engine_errors_do_not_quote_bound_parameters(database_url: str) ->
         await engine.dispose()
     assert "division by zero" in str(caught.value)
     assert SECRET not in str(caught.value)
+
+
+async def test_an_unreachable_database_is_a_503_with_retry_after_not_a_500(caplog: pytest.LogCaptureFixture) -> None:
+    # A real engine and a real refusal: nothing listens on this port.
+    engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/modelgate")
+
+    async def query() -> None:
+        async with engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+
+    app = _app()
+
+    @app.get("/needs-the-database")
+    async def needs_the_database() -> None:
+        await query()
+
+    try:
+        async with _client(app) as client:
+            response = await client.get("/needs-the-database", headers={"X-Request-ID": "req-db"})
+    finally:
+        await engine.dispose()
+    assert response.status_code == 503
+    assert response.json() == {**UNAVAILABLE_BODY, "request_id": "req-db"}
+    assert response.headers["retry-after"] == "1"
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
+    [warning] = [r for r in caplog.records if r.levelno == logging.WARNING and "answered 503" in r.getMessage()]
+    assert "ConnectionRefusedError" in warning.getMessage() and "GET /needs-the-database" in warning.getMessage()
+
+
+async def test_backing_unavailable_tells_outages_from_bugs(tmp_path: Path) -> None:
+    assert backing_unavailable(ConnectionResetError())
+    assert not backing_unavailable(RuntimeError("a bug"))
+    assert not backing_unavailable(ValueError("a bug"))
+    # A Unix socket that is gone (Postgres stopped) is FileNotFoundError, raised in the driver...
+    with pytest.raises(OSError) as gone:
+        await asyncpg.connect(host=str(tmp_path), user="postgres", database="modelgate", timeout=5)
+    assert isinstance(gone.value, FileNotFoundError)
+    assert backing_unavailable(gone.value)
+    # ... while a file of the service's own that is missing is a bug: still a 500.
+    with pytest.raises(FileNotFoundError) as missing:
+        (tmp_path / "absent.pem").read_bytes()
+    assert not backing_unavailable(missing.value)

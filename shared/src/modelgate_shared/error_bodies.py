@@ -9,6 +9,10 @@
   through, never its message. The message is where request data leaks: asyncpg and
   SQLAlchemy errors quote the values of the failed statement. Starlette's own last resort
   re-raises to the server, which logs the whole traceback, message included.
+- 503: the same middleware, for an exception that means a server the service needs (its
+  database) is unreachable or went away (``backing_unavailable``): ``{"error":
+  "temporarily_unavailable", ...}`` with ``Retry-After``, and one warning. An outage is not a bug,
+  and a client or proxy may retry a 503.
 """
 
 from __future__ import annotations
@@ -16,12 +20,15 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import traceback
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.middleware import Middleware
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -57,6 +64,12 @@ MAX_ECHO_ITEMS = 20
 MAX_ECHO_DEPTH = 6
 
 INTERNAL_ERROR_BODY = {"error": "internal_error", "detail": "internal error"}
+# RFC 6749's code for a server that cannot answer for now: auth's /token answers it too.
+UNAVAILABLE_BODY = {
+    "error": "temporarily_unavailable",
+    "detail": "a server this service needs is unavailable; try again",
+}
+UNAVAILABLE_RETRY_AFTER_SECONDS = 1
 
 
 def is_secret_name(name: object) -> bool:
@@ -143,6 +156,30 @@ def _chain(exc: BaseException) -> Iterator[BaseException]:
         current = current.__cause__ or current.__context__
 
 
+def backing_unavailable(exc: BaseException) -> bool:
+    """Whether ``exc`` means a server the service depends on could not be reached or went away:
+    the OS refused the I/O (a refused or reset connection, a missing socket, a timeout), or
+    Postgres closed the session (shutdown, ``cannot connect now``, a lost connection)."""
+    for link in _chain(exc):
+        if isinstance(link, ConnectionError | TimeoutError | PostgresConnectionError | OperatorInterventionError):
+            return True
+        if isinstance(link, DBAPIError) and link.connection_invalidated:
+            return True
+        # Other OS errors (a missing Unix socket is FileNotFoundError) only when a database or
+        # Redis client raised them: a missing file of the service's own is still a bug, a 500.
+        if isinstance(link, OSError) and _raised_in_a_client(link):
+            return True
+    return False
+
+
+_CLIENT_PACKAGES = tuple(f"{os.sep}{name}{os.sep}" for name in ("asyncpg", "redis", "sqlalchemy"))
+
+
+def _raised_in_a_client(exc: BaseException) -> bool:
+    frames = traceback.extract_tb(exc.__traceback__)
+    return any(package in frame.filename for frame in frames for package in _CLIENT_PACKAGES)
+
+
 def exception_type_name(exc: BaseException) -> str:
     """``module.Class`` of an exception (just ``Class`` for builtins): safe to log, unlike its message."""
     kind = type(exc)
@@ -167,7 +204,8 @@ def _route(scope: Scope) -> str:
 
 
 class InternalErrorMiddleware:
-    """Pure ASGI: an exception out of ``app`` becomes a JSON 500 and one log record without data.
+    """Pure ASGI: an exception out of ``app`` becomes a JSON 500 and one log record without data
+    (a 503 and a warning when a server the service needs is unavailable: ``backing_unavailable``).
 
     Installed inside ``RequestIdMiddleware`` (``install_error_handling``), it reads the
     request id from the log context. In front of an app without one (the gateway's proxy) it
@@ -198,21 +236,33 @@ class InternalErrorMiddleware:
             request_id = request_id_var.get()
             if request_id == "-":
                 request_id = state.get("request_id", "-")
-            log.error(
-                "unhandled %s in %s (request %s); %s",
-                exception_type_name(exc),
-                _route(scope),
-                request_id,
-                describe_exception(exc),
-            )
+            unavailable = backing_unavailable(exc)
+            if unavailable:
+                log.warning(
+                    "%s in %s (request %s): a server it needs is unavailable; answered 503",
+                    exception_type_name(exc),
+                    _route(scope),
+                    request_id,
+                )
+            else:
+                log.error(
+                    "unhandled %s in %s (request %s); %s",
+                    exception_type_name(exc),
+                    _route(scope),
+                    request_id,
+                    describe_exception(exc),
+                )
             if started:
                 return  # the status line is gone; the server ends the response short
-            body = json.dumps({**INTERNAL_ERROR_BODY, "request_id": request_id}).encode()
+            status, payload = (503, UNAVAILABLE_BODY) if unavailable else (500, INTERNAL_ERROR_BODY)
+            body = json.dumps({**payload, "request_id": request_id}).encode()
             headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+            if unavailable:
+                headers.append((b"retry-after", str(UNAVAILABLE_RETRY_AFTER_SECONDS).encode()))
             if request_id_var.get() == "-":
                 # No RequestIdMiddleware outside to add it.
                 headers.append((REQUEST_ID_HEADER.encode(), request_id.encode()))
-            await send({"type": "http.response.start", "status": 500, "headers": headers})
+            await send({"type": "http.response.start", "status": status, "headers": headers})
             await send({"type": "http.response.body", "body": body})
 
 
