@@ -1,19 +1,24 @@
 """Redis stopped: failing open the gateway serves everything and shows the outage in ``/metrics``;
 failing closed it answers 503, never 500; either way limiting resumes by itself within seconds
-of Redis returning (a tightly limited token meets 429 again)."""
+of Redis returning (a tightly limited token meets 429 again), and so do revocations: a Redis
+that restarts empty is given them again by auth, which keeps them in Postgres."""
 
 from __future__ import annotations
 
 import asyncio
 import uuid
+from collections import Counter
 
 import httpx
 
+from ..conftest import bearer, eventually, password_login, sign_up
 from .conftest import Accounts, Report
 from .fault_stack import FaultStack, exactly_one_row_each, metric
 from .traffic import Call, Traffic, counts, counts_by_call, metadata, predict
 
 RESUME_WITHIN_SECONDS = 15.0
+# Auth republishes every 5 s (MODELGATE_AUTH_REVOCATION_REPUBLISH_SECONDS); generous for a busy machine.
+REVOKED_AGAIN_WITHIN_SECONDS = 60.0
 
 
 async def tight_probe(client: httpx.AsyncClient, token: str) -> int:
@@ -126,3 +131,40 @@ async def test_redis_stopped_fail_closed_answers_503(
     assert ready_during == 503, "a gateway that fails closed cannot serve without Redis"
     sent = [o.request_id for o in outcomes]
     assert not exactly_one_row_each(await faults.settled_log_counts("redis-closed", sent), sent, sent)
+
+
+async def test_a_revoked_token_stays_refused_after_redis_restarts_empty(
+    faults: FaultStack, client: httpx.AsyncClient, report: Report
+) -> None:
+    username, password, _ = await sign_up(client)
+    old = (await password_login(client, username, password))["access_token"]
+
+    async def probe() -> int:
+        return (await client.get("/v1/models/diabetes", headers=bearer(old))).status_code
+
+    assert await probe() == 200
+    changed = await client.patch(
+        "/auth/users/me", headers=bearer(old), json={"password": f"pw-{uuid.uuid4().hex}", "current_password": password}
+    )
+    assert changed.status_code == 200, changed.text
+    assert await probe() == 401, "the revocation did not reach the gateway at once"
+
+    # Without persistence: the restarted Redis has lost the not-before auth wrote.
+    await faults.redis.stop()
+    await faults.redis.start()
+    loop = asyncio.get_running_loop()
+    back = loop.time()
+    served_after_restart: list[int] = []
+
+    async def refused() -> int | None:
+        status = await probe()
+        served_after_restart.append(status)
+        return status if status == 401 else None
+
+    await eventually(refused, "the revoked token refused again after Redis restarted", REVOKED_AGAIN_WITHIN_SECONDS)
+    report.record(
+        "redis restarted empty, a revoked token",
+        expected="401 before the restart; 401 again within the republish interval (5 s) of Redis returning",
+        answers_after_restart=dict(sorted(Counter(str(s) for s in served_after_restart).items())),
+        seconds_from_redis_back_to_refused=round(loop.time() - back, 2),
+    )

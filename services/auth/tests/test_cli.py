@@ -79,12 +79,11 @@ def test_migrate_is_idempotent_and_uses_its_own_version_table(
             names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
             version = await conn.scalar(text("SELECT version_num FROM alembic_version_auth"))
         await eng.dispose()
-        assert version == "0004"  # the head revision
+        assert version == "0005"  # the head revision
         return names
 
-    assert {"users", "clients", "refresh_tokens", "logins", "signing_keys", "alembic_version_auth"} <= asyncio.run(
-        tables()
-    )
+    expected = {"users", "clients", "refresh_tokens", "logins", "signing_keys", "revocations", "alembic_version_auth"}
+    assert expected <= asyncio.run(tables())
 
 
 def test_create_user_from_stdin(
@@ -113,7 +112,7 @@ def test_prune_command(
     assert main(["migrate"]) == 0
     assert main(["prune", "--logins-older-than-days", "30"]) == 0
     out = capsys.readouterr().out
-    assert "deleted 0 expired refresh token(s), 0 login record(s) and 0 username reservation(s)" in out
+    assert "deleted 0 expired refresh token(s), 0 login record(s), 0 username reservation(s)" in out
 
 
 def test_rename_user(

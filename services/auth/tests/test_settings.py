@@ -30,6 +30,7 @@ def test_defaults_match_the_contract(env: pytest.MonkeyPatch) -> None:
     assert settings.access_token_ttl_seconds == 900
     assert settings.refresh_token_ttl_seconds == 1_209_600
     assert settings.public_jwks_file is None
+    assert settings.revocation_republish_seconds == 5
     # Hashing yields to the event loops but still progresses under load (see bench/README.md).
     assert 0 < settings.bcrypt_nice < 19
 
@@ -58,6 +59,7 @@ def test_first_admin_comes_from_unprefixed_variables(env: pytest.MonkeyPatch) ->
         ("MODELGATE_AUTH_BCRYPT_NICE", "20"),
         ("MODELGATE_AUTH_BCRYPT_MAX_PENDING", "0"),
         ("MODELGATE_AUTH_KEY_ALGORITHM", "HS256"),
+        ("MODELGATE_AUTH_REVOCATION_REPUBLISH_SECONDS", "0"),
         ("MODELGATE_AUTH_TRUSTED_PROXIES", '["not-an-ip"]'),
         ("MODELGATE_ADMIN_USERNAME", "root"),  # without a password
     ],

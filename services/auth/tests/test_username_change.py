@@ -244,7 +244,7 @@ async def test_prune_deletes_reservations_past_their_grace(client: httpx.AsyncCl
     assert (await rename_me(client, bob["access_token"], "robert")).status_code == 200
     await backdate_reservation(app, "alice")
     async with app.state.auth.sessions() as session:
-        assert (await prune(session, datetime.now(UTC), timedelta(days=90)))[2] == 1
+        assert (await prune(session, datetime.now(UTC), timedelta(days=90), 900))[2] == 1
         assert list(await session.scalars(select(UsernameReservation.username))) == ["bob"]
 
 

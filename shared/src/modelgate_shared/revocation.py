@@ -21,7 +21,9 @@ next login gets a token that works. Both sides compare auth's clock with auth's 
 and the not-before are both auth's): only auth replicas need to agree on the time.
 
 A key lives for the access-token lifetime plus :data:`MAX_LEEWAY_SECONDS` (and a second):
-after that, every token it refuses has expired anyway, for any verifier's leeway. A write
+after that, every token it refuses has expired anyway, for any verifier's leeway. Redis is
+only a cache of them: auth keeps each one in Postgres for as long (:func:`lifetime_seconds`)
+and writes them all again every few seconds, so a Redis that restarts empty heals. A write
 keeps the later of the stored and the new time (:data:`KEEP_LATEST_LUA`), so two events
 racing, or auth replicas with skewed clocks, never move a not-before back.
 
@@ -38,8 +40,11 @@ DEFAULT_KEY_PREFIX = "modelgate:gw:"
 # The largest token leeway any modelgate verifier accepts (their settings cap it).
 MAX_LEEWAY_SECONDS = 300
 
-_SUBJECT = "revoked:sub:"
-_SESSION = "revoked:sid:"
+# The two kinds of revocation, as named in the keys.
+SUBJECT = "sub"
+SESSION = "sid"
+_SUBJECT = f"revoked:{SUBJECT}:"
+_SESSION = f"revoked:{SESSION}:"
 
 # KEYS: not-before keys. ARGV[1]: the new not-before (seconds), ARGV[2]: the keys' lifetime (ms).
 # Each key keeps the later time, and the longer of its remaining life and ARGV[2].
@@ -93,6 +98,15 @@ def is_revoked(issued_at: int, *not_befores: int | None) -> bool:
     return any(nb is not None and issued_at < nb for nb in not_befores)
 
 
-def key_ttl_ms(access_ttl_seconds: int) -> int:
+def key_for(prefix: str, kind: str, target: str) -> str:
+    """The key of a revocation of ``kind`` (:data:`SUBJECT` or :data:`SESSION`)."""
+    return subject_key(prefix, target) if kind == SUBJECT else session_key(prefix, target)
+
+
+def lifetime_seconds(access_ttl_seconds: int) -> int:
     """How long a not-before must be kept: until every token it refuses has expired."""
-    return (access_ttl_seconds + MAX_LEEWAY_SECONDS + 1) * 1000
+    return access_ttl_seconds + MAX_LEEWAY_SECONDS + 1
+
+
+def key_ttl_ms(access_ttl_seconds: int) -> int:
+    return lifetime_seconds(access_ttl_seconds) * 1000

@@ -20,6 +20,7 @@ from .bootstrap import ensure_admin
 from .key_registry import sync_forever
 from .oauth_errors import OAuthError, hashing_busy_handler, oauth_error_handler
 from .passwords import HashingBusy
+from .revocation import republish_forever
 from .routes import admin, clients, token, users, wellknown
 from .settings import AuthSettings
 from .state import AuthState, build_state
@@ -46,18 +47,29 @@ def create_app(settings: AuthSettings | None = None) -> FastAPI:
         # bearer.require_scopes reads the verifier from here.
         app.state.verifier = state.verifier
         log.info("signing with kid %s (%d key(s) published)", state.ring.signing.kid, len(state.ring.keys))
-        key_sync = asyncio.create_task(
-            sync_forever(state.ring, state.sessions, KEY_SYNC_INTERVAL_SECONDS), name="signing-keys"
-        )
+        tasks = [
+            asyncio.create_task(
+                sync_forever(state.ring, state.sessions, KEY_SYNC_INTERVAL_SECONDS), name="signing-keys"
+            )
+        ]
+        if state.revocations.enabled:
+            tasks.append(
+                asyncio.create_task(
+                    republish_forever(state.revocations, state.sessions, settings.revocation_republish_seconds),
+                    name="revocations",
+                )
+            )
         try:
             await state.revocations.check()
             async with state.sessions() as session:
                 await ensure_admin(session, state.hasher, settings)
             yield
         finally:
-            key_sync.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await key_sync
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             state.hasher.close()
             await state.revocations.aclose()
             await state.engine.dispose()

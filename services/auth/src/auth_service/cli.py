@@ -286,21 +286,22 @@ def cmd_clients_change(args: argparse.Namespace) -> None:
     print(f"{args.change}d client {args.client_id}" if args.change != "delete" else f"deleted client {args.client_id}")
 
 
-async def _prune(settings: AuthSettings, retention: timedelta) -> tuple[int, int, int]:
+async def _prune(settings: AuthSettings, retention: timedelta) -> tuple[int, int, int, int]:
     engine = make_engine(settings.database_url, pool_size=1, max_overflow=0)
     try:
         async with async_sessionmaker(engine)() as session:
-            return await prune(session, datetime.now(UTC), retention)
+            return await prune(session, datetime.now(UTC), retention, settings.access_token_ttl_seconds)
     finally:
         await engine.dispose()
 
 
 def cmd_prune(args: argparse.Namespace) -> None:
     settings = load_settings(AuthSettings)
-    tokens, logins, names = asyncio.run(_prune(settings, timedelta(days=args.logins_older_than_days)))
+    tokens, logins, names, revocations = asyncio.run(_prune(settings, timedelta(days=args.logins_older_than_days)))
     print(
-        f"deleted {tokens} expired refresh token(s), {logins} login record(s) "
-        f"and {names} username reservation(s) past their grace period"
+        f"deleted {tokens} expired refresh token(s), {logins} login record(s), "
+        f"{names} username reservation(s) past their grace period "
+        f"and {revocations} revocation(s) whose tokens have all expired"
     )
 
 
@@ -365,7 +366,8 @@ def parser() -> argparse.ArgumentParser:
         command.set_defaults(func=cmd_clients_change, change=change)
 
     pruning = commands.add_parser(
-        "prune", help="delete expired refresh tokens, old login history and expired username reservations"
+        "prune",
+        help="delete expired refresh tokens, old login history, expired username reservations and spent revocations",
     )
     pruning.add_argument("--logins-older-than-days", type=int, default=90, metavar="DAYS")
     pruning.set_defaults(func=cmd_prune)

@@ -151,3 +151,18 @@ class SigningKeyRecord(Base):
     signing_since: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     # Set when the key file is no longer in KEYS_DIR (tokens it signed no longer verify).
     retired_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class RevocationRecord(Base):
+    """An access-token revocation (``modelgate_shared.revocation``), kept here so that it survives
+    Redis: written in the transaction of the change that revokes, republished to Redis
+    periodically, deleted once every token it refuses has expired. One row per subject or
+    session, holding the latest not-before."""
+
+    __tablename__ = "revocations"
+
+    # "sub" (every token of a subject: a user's or a client's id) or "sid" (one session).
+    kind: Mapped[str] = mapped_column(String(3), primary_key=True)
+    target: Mapped[str] = mapped_column(String(64), primary_key=True)
+    # Unix seconds, as written to Redis: a token with ``iat`` earlier is refused.
+    not_before: Mapped[int] = mapped_column(BigInteger, index=True)

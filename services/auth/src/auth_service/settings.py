@@ -45,6 +45,9 @@ class AuthSettings(KeySettings):
     redis_url: str | None = None
     # Must equal the gateway's MODELGATE_GATEWAY_REDIS_KEY_PREFIX.
     redis_key_prefix: str = DEFAULT_KEY_PREFIX
+    # Revocations are kept in Postgres; every this many seconds auth writes the ones still in
+    # force to Redis again, so a Redis that restarted empty refuses revoked tokens again.
+    revocation_republish_seconds: float = Field(default=5.0, gt=0, le=3600)
     bcrypt_rounds: int = Field(default=12, ge=4, le=31)
     # Nice value of the password-hashing threads (one per available CPU). Above 0, a login
     # storm yields the CPU to the event loops of every service; 19 would starve logins
