@@ -617,13 +617,6 @@ async def test_no_verifier_ever_fetched_a_key_url(kit: Kit) -> None:
 # -- malformed tokens are counted against the client like any anonymous request ---------------------
 
 
-UNLIMITED_OWN_ENDPOINTS = pytest.mark.xfail(
-    strict=True,
-    reason="finding: the gateway's own endpoints (/admin/*, /docs, /openapi.json, /healthz, /readyz, /metrics) "
-    "are outside the rate limiter, whatever the token",
-)
-
-
 @pytest.mark.parametrize(
     ("header_change", "path"),
     [
@@ -631,7 +624,6 @@ UNLIMITED_OWN_ENDPOINTS = pytest.mark.xfail(
         pytest.param({"alg": {"RS256": True}}, "/v2/models/diabetes", id="alg-object"),
         pytest.param({"kid": ["x"]}, "/v2/models/diabetes", id="kid-list"),
         pytest.param({"alg": None}, "/v2/models/diabetes", id="alg-null"),
-        pytest.param({"alg": ["RS256"]}, "/admin/usage", id="alg-list-gateway-own", marks=UNLIMITED_OWN_ENDPOINTS),
     ],
 )
 async def test_malformed_tokens_are_rate_limited_per_client(
@@ -653,3 +645,48 @@ async def test_malformed_tokens_are_rate_limited_per_client(
             break
     assert statuses[-1] == 429, f"no 429 after {len(statuses)} malformed tokens from one address"
     assert len(statuses) >= PREDICT_LIMIT_PER_MINUTE, statuses
+
+
+# The gateway's own endpoints, one of each class, and what a client gets there until its bucket is
+# empty: the admin API (a malformed token: anonymous, 401), the docs page, its Swagger UI bundle,
+# the merged spec, the probes, and /metrics from an address outside METRICS_ALLOW (401).
+OWN_ENDPOINTS = [
+    pytest.param("/admin/usage", 401, id="admin"),
+    pytest.param("/docs", 200, id="docs"),
+    pytest.param("/docs/assets/swagger-ui-bundle.js", 200, id="docs-assets"),
+    pytest.param("/openapi.json", 200, id="openapi"),
+    pytest.param("/healthz", 200, id="healthz"),
+    pytest.param("/readyz", 200, id="readyz"),
+    pytest.param("/metrics", 401, id="metrics-public"),
+]
+
+
+@pytest.mark.parametrize(("path", "status"), OWN_ENDPOINTS)
+async def test_the_gateways_own_endpoints_are_rate_limited_per_client(
+    path: str, status: int, own_ip_client: httpx.AsyncClient, kit: Kit, report: SecurityReport
+) -> None:
+    """Issue 10: the gateway's own endpoints were outside the limiter, whatever the token. Now a
+    client (here anonymous: its token is malformed) floods its own bucket and gets the proxy's 429."""
+    token = kit.sign(header=kit.header(alg=["RS256"]))
+    SECRETS.add_token("bearer token", token)
+    headers = bearer(token)
+    first = await own_ip_client.get(path, headers=headers)
+    assert first.status_code == status, first.text[:300]
+    burst = int(first.headers["ratelimit-limit"])
+    if "etag" in first.headers:
+        headers["If-None-Match"] = first.headers["etag"]  # the 1.7 MB bundle once; 304s after
+    statuses = [first.status_code]
+    # The bucket refills while the flood runs: a slow machine needs more than the burst to empty it.
+    for _ in range(3 * burst):
+        response = await own_ip_client.get(path, headers=headers)
+        statuses.append(response.status_code)
+        report.saw(f"tokens: own-endpoint floods from one address, GET {path}", response.status_code)
+        assert response.status_code in (status, 304, 429), response.text[:300]
+        assert "ratelimit-limit" in response.headers, dict(response.headers)
+        if response.status_code == 429:
+            assert int(response.headers["retry-after"]) >= 1
+            assert response.json()["error"] == "rate_limited"
+            assert response.headers["ratelimit-remaining"] == "0"
+            break
+    assert statuses[-1] == 429, f"no 429 after {len(statuses)} requests from one address"
+    assert len(statuses) > burst, statuses

@@ -201,6 +201,7 @@ def test_login_buckets_key_the_hashed_normal_form() -> None:
         login_ip=parse_policy("5/minute", "login_ip"),
         login_username=parse_policy("2/minute", "login_username"),
         overrides={},
+        own=parse_policy("20/minute", "own"),
     )
     by_ip = Bucket("gw:login:ip:1.2.3.4", policies.login_ip)
     buckets = login_buckets(policies, "1.2.3.4", "alice")
@@ -250,6 +251,7 @@ def test_client_buckets_are_keyed_on_the_hashed_client_id() -> None:
         login_ip=parse_policy("5/minute", "login_ip"),
         login_username=parse_policy("2/minute", "login_username"),
         overrides={},
+        own=parse_policy("20/minute", "own"),
     )
     buckets = login_buckets(policies, "1.2.3.4", "", "mgc_abc")
     assert buckets[1:] == [Bucket(f"gw:login:client:{username_digest('mgc_abc')}", policies.login_username)]

@@ -85,6 +85,23 @@ def test_a_token_issued_before_the_subjects_not_before_is_refused(
     ]
 
 
+@pytest.mark.parametrize("limiting", ["true", "false"])
+def test_a_revoked_admin_token_is_refused_on_the_gateways_own_endpoints(
+    make_gateway: Callable[..., str], signer: TokenSigner, store: redis.Redis, prefix: str, limiting: str
+) -> None:
+    gateway = make_gateway(MODELGATE_GATEWAY_RATE_LIMIT_ENABLED=limiting)
+    sub = str(uuid.uuid4())
+    now = int(time.time())
+    old = signer.token(sub=sub, scope="admin", iat=now - 60, nbf=now - 60)
+    with httpx.Client(base_url=gateway) as client:
+        assert client.get("/admin/usage", headers=bearer(old)).status_code == 200
+        revoke(store, subject_key(prefix, sub), now - 30)
+        for path in ("/admin/usage", "/admin/request-log"):
+            assert_revoked(client.get(path, headers=bearer(old)))
+        fresh = signer.token(sub=sub, scope="admin")
+        assert client.get("/admin/usage", headers=bearer(fresh)).status_code == 200
+
+
 def test_a_revoked_session_ends_only_that_sessions_tokens(
     gateway: str, signer: TokenSigner, store: redis.Redis, prefix: str
 ) -> None:

@@ -12,6 +12,7 @@ from gateway_service.policies import (
     PolicySet,
     identity_buckets,
     identity_policy,
+    own_buckets,
     parse_policy,
 )
 from gateway_service.upstreams import Route, Upstream, match_route
@@ -60,6 +61,7 @@ POLICIES = PolicySet(
     login_ip=parse_policy("5/minute", "login_ip"),
     login_username=parse_policy("2/minute", "login_username"),
     overrides={"scope:admin": parse_policy("100/minute", "scope:admin")},
+    own=parse_policy("20/minute", "own"),
 )
 
 
@@ -71,6 +73,11 @@ def test_identity_buckets_key_a_user_by_sub_and_anyone_else_by_ip() -> None:
     assert identity_buckets(POLICIES, None, frozenset({"admin"}), "1.2.3.4") == [
         Bucket("gw:id:ip:1.2.3.4", POLICIES.default)
     ]
+
+
+def test_own_buckets_are_keyed_like_identity_buckets_but_apart_and_without_overrides() -> None:
+    assert own_buckets(POLICIES, "u1", "1.2.3.4") == [Bucket("gw:own:user:u1", POLICIES.own)]
+    assert own_buckets(POLICIES, None, "1.2.3.4") == [Bucket("gw:own:ip:1.2.3.4", POLICIES.own)]
 
 
 def test_client_ip_believes_forwarded_for_only_from_trusted_peers() -> None:

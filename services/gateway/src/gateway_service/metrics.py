@@ -47,7 +47,8 @@ class GatewayMetrics:
 def scraper_allowed(
     peer: str, headers: Iterable[tuple[bytes, bytes]], trusted: Sequence[Network], allowed: Sequence[Network]
 ) -> bool:
-    """Whether a client may read /metrics on the public listener without a token: its address,
+    """Whether a client may read /metrics on the public listener without a token (and, with
+    PROBE_ALLOW, probe /healthz and /readyz unlimited): its address,
     resolved as the proxy resolves it (behind a trusted proxy, the X-Forwarded-For walk), is in
     ``allowed``. Unlike the rate limiter, garbage in a trusted chain does not fall back to the
     peer: that peer is the proxy, which may well sit inside an allowed network."""

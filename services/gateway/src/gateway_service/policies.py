@@ -81,6 +81,8 @@ class PolicySet:
     login_ip: RatePolicy
     login_username: RatePolicy
     overrides: Mapping[str, RatePolicy]
+    # The gateway's own endpoints (everything no route matches): one policy, no overrides.
+    own: RatePolicy
 
 
 def identity_buckets(policies: PolicySet, sub: str | None, scopes: frozenset[str], ip: str) -> list[Bucket]:
@@ -89,6 +91,14 @@ def identity_buckets(policies: PolicySet, sub: str | None, scopes: frozenset[str
         policy = identity_policy(policies.default, policies.overrides, sub, scopes)
         return [Bucket(f"{policies.key_prefix}id:user:{sub}", policy)]
     return [Bucket(f"{policies.key_prefix}id:ip:{ip}", policies.default)]
+
+
+def own_buckets(policies: PolicySet, sub: str | None, ip: str) -> list[Bucket]:
+    """The gateway's own endpoints, keyed as proxied requests are (``sub``, else client IP) but in
+    buckets of their own: browsing the docs or polling the admin API spends no API budget."""
+    if sub is not None:
+        return [Bucket(f"{policies.key_prefix}own:user:{sub}", policies.own)]
+    return [Bucket(f"{policies.key_prefix}own:ip:{ip}", policies.own)]
 
 
 def login_buckets(policies: PolicySet, ip: str, username: str, client_id: str = "") -> list[Bucket]:

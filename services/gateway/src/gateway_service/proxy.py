@@ -31,8 +31,9 @@ from .forwarding import (
 )
 from .identity import Identity
 from .login_form import BadLoginRequest, read_login
-from .policies import identity_buckets, login_buckets
-from .ratelimit import RateLimiterDown
+from .metrics import scraper_allowed
+from .policies import identity_buckets, login_buckets, own_buckets
+from .ratelimit import Decision, RateLimiterDown
 from .request_log import LogRow
 from .state import GatewayState
 from .upstreams import Route, match_route
@@ -48,6 +49,11 @@ SMALL_BODY = 64 * 1024
 _KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 # RFC 6750 3.1, worded as modelgate_shared.bearer words the challenges of auth and inference.
 TOKEN_REVOKED = b'Bearer realm="modelgate", error="invalid_token", error_description="token revoked"'
+# Orchestrator probes: exempt from the own-endpoint limit from PROBE_ALLOW, and never refused
+# because Redis is down (a liveness probe failing with Redis would restart a working gateway).
+PROBE_PATHS = frozenset({"/healthz", "/readyz"})
+# The metrics label of the gateway's own endpoints (proxied requests count under their route's name).
+OWN_ROUTE = "gateway"
 
 
 class ExchangeAborted(Exception):
@@ -103,9 +109,80 @@ class ProxyMiddleware:
             return
         route = match_route(self.state.pool.routes, scope["path"])
         if route is None:
-            await self.app(scope, receive, send)
+            await self.serve_own(scope, receive, send)
             return
         await Exchange(self.state, route, scope, receive, send).run()
+
+    async def serve_own(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """The gateway's own endpoints, behind the limiter: one Redis round trip, as for a proxied request."""
+        state = self.state
+        headers: Headers = scope["headers"]
+        path: str = scope["path"]
+        peer: str = scope["client"][0] if scope.get("client") else "unknown"
+        if self._exempt(path, peer, headers):
+            await self.app(scope, receive, send)
+            return
+        limiting = state.settings.rate_limit_enabled
+        authorization = header(headers, b"authorization")
+        if not limiting and authorization is None:
+            await self.app(scope, receive, send)
+            return
+        identity = await state.identity.resolve(authorization)
+        # A revoked token is refused here too (an admin's, on /admin/*), in the same round trip.
+        checked = identity if identity.issued_at is not None else None
+        if not limiting and checked is None:
+            await self.app(scope, receive, send)
+            return
+        buckets = own_buckets(state.policies, identity.sub, client_ip(peer, headers, state.trusted)) if limiting else []
+        decision: Decision | None
+        try:
+            decision = await state.limiter.decide(buckets, checked)
+        except RateLimiterDown:
+            if path not in PROBE_PATHS:
+                await self._answer(
+                    scope, send, 503, "rate_limiter_unavailable", "rate limiting is unavailable; try later"
+                )
+                return
+            decision = None
+        if decision is not None and decision.revoked:
+            extra = [(b"www-authenticate", TOKEN_REVOKED)]
+            await self._answer(scope, send, 401, "invalid_token", "token revoked", extra)
+            return
+        if decision is None or decision.policy is None:
+            await self.app(scope, receive, send)
+            return
+        limit_headers = decision.headers()
+        if not decision.allowed:
+            state.metrics.rate_limited.labels(OWN_ROUTE).inc()
+            detail = f"rate limit {decision.policy.name} exceeded; retry after {decision.retry_after_seconds}s"
+            await self._answer(scope, send, 429, "rate_limited", detail, limit_headers)
+            return
+
+        async def send_with_limits(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", ()), *limit_headers]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_limits)
+
+    def _exempt(self, path: str, peer: str, headers: Headers) -> bool:
+        """Prometheus on the public /metrics (METRICS_ALLOW) and the orchestrator's probes (PROBE_ALLOW)."""
+        state = self.state
+        if path == "/metrics":
+            return bool(state.metrics_allow) and scraper_allowed(peer, headers, state.trusted, state.metrics_allow)
+        if path in PROBE_PATHS:
+            return bool(state.probe_allow) and scraper_allowed(peer, headers, state.trusted, state.probe_allow)
+        return False
+
+    @staticmethod
+    async def _answer(
+        scope: Scope, send: Send, status: int, error: str, detail: str, extra: Sequence[tuple[bytes, bytes]] = ()
+    ) -> None:
+        """An error answered before the app, with the request id the app's middleware would have set."""
+        request_id = accept_or_generate((header(scope["headers"], b"x-request-id") or b"").decode("latin-1"))
+        start, body = json_error(status, error, detail, [*extra, (_REQUEST_ID, request_id.encode())])
+        await send(start)
+        await send(body)
 
 
 class Exchange:

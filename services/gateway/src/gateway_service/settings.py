@@ -86,6 +86,12 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
     rate_limit_overrides: dict[str, str] = Field(default_factory=dict)
     # Redis unreachable: let requests through (true) or answer 503 (false).
     rate_limit_fail_open: bool = True
+    # The gateway's own endpoints (/admin/*, /docs, /openapi.json, /healthz, /readyz, /metrics on
+    # the public listener): per token sub, else client IP, in buckets apart from proxied traffic.
+    rate_limit_own: str = "600/minute:100"
+    # Orchestrator probes: /healthz and /readyz from these networks (addresses or CIDRs, the client
+    # IP as resolved behind TRUSTED_PROXIES) are not rate-limited.
+    probe_allow: TrustedProxies = ()
 
     log_queue_size: int = Field(default=100_000, ge=1)
     log_batch_size: int = Field(default=500, ge=1)
@@ -113,7 +119,7 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
 
     @model_validator(mode="after")
     def _policies_parse(self) -> GatewaySettings:
-        for name in ("rate_limit_default", "rate_limit_login_ip", "rate_limit_login_username"):
+        for name in ("rate_limit_default", "rate_limit_login_ip", "rate_limit_login_username", "rate_limit_own"):
             parse_policy(getattr(self, name), name)
         for key, value in self.rate_limit_overrides.items():
             if not key.startswith(("user:", "scope:")):
@@ -135,6 +141,9 @@ class GatewaySettings(MigrateSettings, VerifierSettings):
 
     def metrics_networks(self) -> tuple[Network, ...]:
         return parse_networks(self.metrics_allow)
+
+    def probe_networks(self) -> tuple[Network, ...]:
+        return parse_networks(self.probe_allow)
 
     def policy(self, name: str) -> RatePolicy:
         return parse_policy(getattr(self, name), name)

@@ -44,7 +44,9 @@ class GatewayState:
             login_ip=settings.policy("rate_limit_login_ip"),
             login_username=settings.policy("rate_limit_login_username"),
             overrides={key: parse_policy(value, key) for key, value in settings.rate_limit_overrides.items()},
+            own=settings.policy("rate_limit_own"),
         )
+        self.probe_allow = settings.probe_networks()
         self.pool: UpstreamPool
         self.redis: Redis
         self.redis_pool: BlockingConnectionPool
