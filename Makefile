@@ -4,7 +4,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
-PACKAGES := shared services/auth services/inference services/gateway
+PACKAGES := shared services/auth services/inference services/gateway client
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
@@ -34,7 +34,7 @@ venv: $(STAMP)
 up: $(STAMP)
 	$(PY) -m modelgate_shared.stack up
 
-SUITES := shared services/auth services/inference services/gateway tests bench
+SUITES := shared services/auth services/inference services/gateway client tests bench
 
 # The lock files: requirements.lock holds everything the venv (and so CI) installs;
 # services/NAME/requirements.lock what that service's image installs, at the same versions.
@@ -45,10 +45,10 @@ UV_VERSION := 0.13.8
 LOCK_TOOL ?= $(or $(TMPDIR),/tmp)/modelgate-lock-uv-$(UV_VERSION)
 LOCK_ARGS ?=
 DEV_REQUIREMENTS := './shared[stack,test]' './services/auth[test]' './services/inference[test]' \
-  './services/gateway[test]' ruff mypy pyyaml pip setuptools
+  './services/gateway[test]' './client[test]' ruff mypy pyyaml pip setuptools
 UV_COMPILE = $(LOCK_TOOL)/bin/uv pip compile - --quiet --universal --python-version 3.11 --generate-hashes \
   --custom-compile-command 'make lock' \
-  $(foreach p,modelgate-shared modelgate-auth modelgate-inference modelgate-gateway,--no-emit-package $(p)) $(LOCK_ARGS)
+  $(foreach p,modelgate-shared modelgate-auth modelgate-inference modelgate-gateway modelgate-client,--no-emit-package $(p)) $(LOCK_ARGS)
 
 lock:
 	@test -x $(LOCK_TOOL)/bin/uv || { $(PYTHON) -m venv $(LOCK_TOOL) && $(LOCK_TOOL)/bin/pip install --quiet uv==$(UV_VERSION); }
@@ -86,12 +86,12 @@ test-compose: $(STAMP)
 	fi
 
 test-%: $(STAMP)
-	cd $(if $(filter e2e deploy,$*),tests,$(if $(filter shared bench,$*),$*,services/$*)) && $(abspath $(PY)) -m pytest $(PYTEST_ARGS)
+	cd $(if $(filter e2e deploy,$*),tests,$(if $(filter shared bench client,$*),$*,services/$*)) && $(abspath $(PY)) -m pytest $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy --config-file mypy.ini shared/src services/auth/src services/inference/src services/gateway/src
+	$(VENV)/bin/mypy --config-file mypy.ini shared/src services/auth/src services/inference/src services/gateway/src client/src
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format .
