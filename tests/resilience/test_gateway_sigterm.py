@@ -151,7 +151,13 @@ async def test_sigterm_under_load_completes_in_flight_requests_and_loses_no_row(
     )
     assert [status for status, _ in finished] == [200] * HELD, finished
     assert all(json.loads(b)["predictions"] for _, b in finished)
-    assert counts(outcomes) == {"200": len(outcomes)}
+    # A load request that reached the socket but was not yet read when uvicorn closed its idle
+    # keep-alive connections gets a reset (HTTP/1.1's keep-alive race; the gateway never saw it):
+    # allowed, but only without a row. Every request the gateway read is answered 200.
+    unread = [o for o in outcomes if o.status is None]
+    assert all(o.request_id not in rows for o in unread), unread
+    assert all(o.status == 200 for o in outcomes if o.status is not None), counts(outcomes)
+    assert len(unread) <= 8, counts(outcomes)  # at most one per load worker
     assert not problems, problems
     # uvicorn re-raises SIGTERM after a graceful shutdown: -SIGTERM is a clean exit here.
     assert exit_code in (0, -signal.SIGTERM), log[-3000:]
