@@ -25,6 +25,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 from .supervision import Watchdog, die_with_parent, process_alive
 
@@ -146,19 +147,32 @@ def _embedded_postgres(data_dir: Path, *, delete_on_close: bool) -> Provided:
     return Provided(server.get_uri(), "embedded", close)
 
 
-def _container_postgres() -> Provided:
-    with warnings.catch_warnings():
-        # testcontainers 4.15 moved its modules (testcontainers.community.*); the old names still work.
-        warnings.simplefilter("ignore", DeprecationWarning)
-        from testcontainers.postgres import PostgresContainer
+class _Startable(Protocol):
+    def start(self) -> object: ...
+    def stop(self) -> object: ...
 
-    container = PostgresContainer("postgres:16-alpine", driver=None)
+
+_Container = TypeVar("_Container", bound=_Startable)
+
+
+def _started(container: _Container) -> _Container:
+    """``container`` started, or stopped again (what it got of its start) and the error raised."""
     try:
         container.start()
     except BaseException:
         with contextlib.suppress(Exception):
             container.stop()
         raise
+    return container
+
+
+def _container_postgres() -> Provided:
+    with warnings.catch_warnings():
+        # testcontainers 4.15 moved its modules (testcontainers.community.*); the old names still work.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        from testcontainers.postgres import PostgresContainer
+
+    container = _started(PostgresContainer("postgres:16-alpine", driver=None))
     return Provided(container.get_connection_url(), "testcontainers", container.stop)
 
 
@@ -291,13 +305,7 @@ def _container_redis() -> Provided:
         warnings.simplefilter("ignore", DeprecationWarning)
         from testcontainers.redis import RedisContainer
 
-    container = RedisContainer("redis:7-alpine")
-    try:
-        container.start()
-    except BaseException:
-        with contextlib.suppress(Exception):
-            container.stop()
-        raise
+    container = _started(RedisContainer("redis:7-alpine"))
     host = container.get_container_host_ip()
     port = container.get_exposed_port(6379)
     return Provided(f"redis://{host}:{port}/0", "testcontainers", container.stop)

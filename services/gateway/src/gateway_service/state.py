@@ -21,7 +21,7 @@ from .openapi import UpstreamSpecs
 from .policies import PolicySet, parse_policy
 from .ratelimit import GuardedLimiter, RateLimiter
 from .settings import GatewaySettings
-from .upstreams import Upstream, UpstreamPool
+from .upstreams import Route, Upstream, UpstreamPool
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +119,11 @@ class GatewayState:
         # Named by route, never by address: /readyz is on the public URL. An upstream that is
         # down fails only its routes (502/503), so the gateway stays ready: predictions go on
         # while auth is away.
-        routes_of: dict[int, list[str]] = {}
-        for route in self.pool.routes:
-            for i, upstream in enumerate(route.upstreams):
-                label = route.name if len(route.upstreams) == 1 else f"{route.name}[{i}]"
-                labels = routes_of.setdefault(id(upstream), [])
-                if label not in labels:
-                    labels.append(label)
+        routes = self.pool.routes
         for upstream in self.pool.by_url.values():
-            labels = routes_of.get(id(upstream), [])
+            labels = list(
+                dict.fromkeys(_route_label(route, upstream) for route in routes if upstream in route.upstreams)
+            )
             checks[f"upstream {','.join(labels)}"] = Degradable(
                 self._upstream_check(upstream), f"requests to {', '.join(labels)} answer 502/503"
             )
@@ -151,3 +147,10 @@ class GatewayState:
             response.raise_for_status()
 
         return check
+
+
+def _route_label(route: Route, upstream: Upstream) -> str:
+    """The route's name, with the upstream's place where the route has several."""
+    if len(route.upstreams) == 1:
+        return route.name
+    return f"{route.name}[{route.upstreams.index(upstream)}]"

@@ -17,11 +17,12 @@ import pandas as pd
 
 from .input_schema import BOOLEAN, INTEGER, NUMBER, UNKNOWN_ERROR, Column, InputSchema, is_missing
 from .validation import (
+    INSTANCES,
     MAX_REPORTED_ERRORS,
     InputError,
     Problem,
     ProblemCollector,
-    TooManyRows,
+    check_instances,
     describe_value,
     instances_to_matrix,
 )
@@ -140,20 +141,14 @@ def json_cell(row: int, name: str) -> tuple[tuple[str | int, ...], str]:
 
 def records_frame(instances: Any, schema: InputSchema, max_rows: int) -> pd.DataFrame:
     """``{"instances": [...]}`` rows (records by feature name, or positional lists)."""
-    base: tuple[str | int, ...] = ("body", "instances")
-    if not isinstance(instances, list):
-        raise InputError([Problem(base, "instances must be a list of rows", "type_error.list")])
-    if not instances:
-        raise InputError([Problem(base, "instances is empty: send at least one row", "value_error.empty")])
-    if len(instances) > max_rows:
-        raise TooManyRows(len(instances), max_rows)
+    instances = check_instances(instances, max_rows)
     names = schema.names
     name_set = frozenset(names)
     width = len(names)
     errors = ProblemCollector()
     rows: list[Sequence[Any]] = []
     for index, row in enumerate(instances):
-        loc = (*base, index)
+        loc = (*INSTANCES, index)
         if isinstance(row, dict):
             if row.keys() != name_set:
                 for name in (f for f in names if f not in row):

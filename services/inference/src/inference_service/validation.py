@@ -114,19 +114,28 @@ def _fast_matrix(instances: list[Any], features: Sequence[str]) -> np.ndarray | 
     return matrix if np.isfinite(matrix).all() else None
 
 
-def instances_to_matrix(instances: Any, features: Sequence[str], max_rows: int) -> np.ndarray:
-    """``{"instances": [...]}`` rows, each a record by feature name or a positional list."""
-    base: tuple[str | int, ...] = ("body", "instances")
+INSTANCES: tuple[str | int, ...] = ("body", "instances")
+
+
+def check_instances(instances: Any, max_rows: int) -> list[Any]:
+    """``{"instances": [...]}`` is a non-empty list of at most ``max_rows`` rows (each row is
+    checked by the reader that builds the model's input)."""
     if not isinstance(instances, list):
-        raise InputError([Problem(base, "instances must be a list of rows", "type_error.list")])
+        raise InputError([Problem(INSTANCES, "instances must be a list of rows", "type_error.list")])
     if not instances:
-        raise InputError([Problem(base, "instances is empty: send at least one row", "value_error.empty")])
+        raise InputError([Problem(INSTANCES, "instances is empty: send at least one row", "value_error.empty")])
     if len(instances) > max_rows:
         raise TooManyRows(len(instances), max_rows)
-    matrix = _fast_matrix(instances, features)
+    return instances
+
+
+def instances_to_matrix(instances: Any, features: Sequence[str], max_rows: int) -> np.ndarray:
+    """``{"instances": [...]}`` rows, each a record by feature name or a positional list."""
+    rows = check_instances(instances, max_rows)
+    matrix = _fast_matrix(rows, features)
     if matrix is not None:
         return matrix
-    return _checked_matrix(instances, features, base)
+    return _checked_matrix(rows, features, INSTANCES)
 
 
 def _checked_matrix(instances: list[Any], features: Sequence[str], base: tuple[str | int, ...]) -> np.ndarray:
