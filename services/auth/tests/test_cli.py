@@ -79,7 +79,7 @@ def test_migrate_is_idempotent_and_uses_its_own_version_table(
             names = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
             version = await conn.scalar(text("SELECT version_num FROM alembic_version_auth"))
         await eng.dispose()
-        assert version == "0005"  # the head revision
+        assert version == "0006"  # the head revision
         return names
 
     expected = {"users", "clients", "refresh_tokens", "logins", "signing_keys", "revocations", "alembic_version_auth"}

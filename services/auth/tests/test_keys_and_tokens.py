@@ -10,7 +10,6 @@ from auth_service.issuing import (
     hash_secret,
     issue_access_token,
     new_secret,
-    ordered_scopes,
 )
 from auth_service.keyring import KeyRing, KeyRingSource, create_key, key_files
 from jose import jwt
@@ -118,7 +117,3 @@ def test_secrets_are_256_bit_and_hashed() -> None:
     assert hash_secret(token) == hash_secret(token)
     assert hash_secret(token) != hash_secret(token + "x")
     assert len(hash_secret(token)) == 64
-
-
-def test_ordered_scopes_drops_unknown_and_orders() -> None:
-    assert ordered_scopes(["admin", "predict", "bogus"]) == ("predict", "admin")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 from modelgate_shared.db import make_engine, migrate
 from modelgate_shared.keys import SUPPORTED_ALGORITHMS, KeyMaterialError
+from modelgate_shared.scopes import BASE_SCOPES, MODEL_SCOPE_PREFIX, is_known_scope, ordered_scopes
 from modelgate_shared.settings import load_settings
 from modelgate_shared.usernames import normalise_username
 from pydantic import TypeAdapter, ValidationError
@@ -19,7 +20,7 @@ from sqlalchemy.ext.asyncio import async_sessionmaker
 
 from .accounts import UserConflict, UserGone, create_user, rename_user, user_by_username
 from .housekeeping import prune
-from .issuing import ADMIN_SCOPES, DEFAULT_SCOPES, SCOPES
+from .issuing import ADMIN_SCOPES, DEFAULT_SCOPES
 from .keyring import KeyRing, create_key, key_files, publish
 from .login_history import username_change
 from .passwords import PasswordHasher, password_problem
@@ -42,6 +43,15 @@ VERSION_TABLE = "alembic_version_auth"
 
 class CommandError(Exception):
     """A user-facing failure: printed without a traceback, exit 1."""
+
+
+def scope_argument(value: str) -> str:
+    """``--scope``: a base scope or ``predict:<model>`` (argparse's usage error otherwise)."""
+    if not is_known_scope(value):
+        known = ", ".join(BASE_SCOPES)
+        # Cut short: an argument can be any length.
+        raise argparse.ArgumentTypeError(f"unknown scope {value[:80]!r} (known: {known}, {MODEL_SCOPE_PREFIX}<model>)")
+    return value
 
 
 def cmd_migrate(_args: argparse.Namespace) -> None:
@@ -215,7 +225,7 @@ def cmd_clients_create(args: argparse.Namespace) -> None:
         raise CommandError(f"name: {exc.errors()[0]['msg']}") from None
     except ValueError as exc:
         raise CommandError(f"--owner: {exc}") from None
-    scopes = [s for s in SCOPES if s in set(args.scope or DEFAULT_SCOPES)]
+    scopes = list(ordered_scopes(args.scope or DEFAULT_SCOPES))
     issued = asyncio.run(_create_client(settings, name, owner, scopes))
     print(f"created client {issued.client.id} ({name}, owner {owner}, scopes {' '.join(scopes)})")
     print(f"client_secret: {issued.secret}")
@@ -344,7 +354,13 @@ def parser() -> argparse.ArgumentParser:
     client_create.add_argument("name")
     client_create.add_argument("--owner", required=True, help="username of the accountable user")
     client_create.add_argument(
-        "--scope", action="append", choices=SCOPES, help="repeat for several (default: predict models:read)"
+        "--scope",
+        action="append",
+        type=scope_argument,
+        help=(
+            f"{', '.join(BASE_SCOPES)} or {MODEL_SCOPE_PREFIX}<model>; repeat for several"
+            f" (default: {' '.join(DEFAULT_SCOPES)})"
+        ),
     )
     client_create.set_defaults(func=cmd_clients_create)
     client_commands.add_parser("list", help="list service accounts").set_defaults(func=cmd_clients_list)

@@ -14,6 +14,7 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Query, Request, status
 from modelgate_shared.bearer import require_scopes, unauthorized
 from modelgate_shared.db import BIGINT_MAX
+from modelgate_shared.scopes import ADMIN
 from modelgate_shared.tokens import AccessClaims
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -74,7 +75,7 @@ Paging = Annotated[PageRequest, Depends(get_page_request)]
 
 # Any valid token, and one that carries the admin scope.
 Claims = Annotated[AccessClaims, Depends(require_scopes())]
-AdminClaims = Annotated[AccessClaims, Depends(require_scopes("admin"))]
+AdminClaims = Annotated[AccessClaims, Depends(require_scopes(ADMIN))]
 
 
 async def get_current_user(claims: Claims, session: DbSession) -> User:
@@ -101,7 +102,7 @@ CurrentUser = Annotated[User, Depends(get_current_user)]
 
 async def get_current_admin(claims: AdminClaims, user: CurrentUser) -> User:
     # The token's scope is not enough: the admin right may have been withdrawn since it was issued.
-    if "admin" not in user.scopes:
+    if ADMIN not in user.scopes:
         raise HTTPException(status.HTTP_403_FORBIDDEN, detail="user no longer has the admin scope")
     return user
 

@@ -12,6 +12,7 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from modelgate_shared.scopes import ordered_scopes
 from modelgate_shared.usernames import normalise_username
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,6 @@ from .issuing import (
     hash_secret,
     issue_access_token,
     new_secret,
-    ordered_scopes,
     parse_scope,
 )
 from .keyring import KeyRing

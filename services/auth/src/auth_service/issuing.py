@@ -6,18 +6,20 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
 
 from jose import jwt
+from modelgate_shared.scopes import BASE_SCOPES, MODELS_READ, PREDICT
 
 from .keyring import SigningKey
 
-SCOPES: tuple[str, ...] = ("predict", "models:read", "admin")
-DEFAULT_SCOPES: tuple[str, ...] = ("predict", "models:read")
-ADMIN_SCOPES: tuple[str, ...] = SCOPES
+# What a scope is (and their order) is modelgate_shared.scopes; these are auth's own defaults:
+# a new user's or service account's, and the bootstrap admin's (no model scopes: an admin
+# grants those per model).
+DEFAULT_SCOPES: tuple[str, ...] = (PREDICT, MODELS_READ)
+ADMIN_SCOPES: tuple[str, ...] = BASE_SCOPES
 
 # 32 random bytes = 256 bits: past any online or offline guessing of a refresh token or a
 # client secret.
@@ -39,12 +41,6 @@ class AccessTokenRequest:
     session_id: uuid.UUID | None = None
     # A service account's token (client_credentials grant): the ``client_id`` claim (RFC 9068).
     client_id: str | None = None
-
-
-def ordered_scopes(scopes: Iterable[str]) -> tuple[str, ...]:
-    """Known scopes in canonical order (stable tokens, readable responses)."""
-    wanted = set(scopes)
-    return tuple(s for s in SCOPES if s in wanted)
 
 
 def parse_scope(value: str | None) -> set[str]:

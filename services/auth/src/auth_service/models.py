@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
+from modelgate_shared.scopes import MAX_SCOPE_LENGTH
 from sqlalchemy import (
     BigInteger,
     Boolean,
@@ -45,7 +46,7 @@ class User(Base):
     full_name: Mapped[str | None] = mapped_column(String(200))
     password_hash: Mapped[str] = mapped_column(Text)
     disabled: Mapped[bool] = mapped_column(Boolean, default=False, server_default="false")
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(MAX_SCOPE_LENGTH)))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
@@ -79,7 +80,7 @@ class Client(Base):
     name: Mapped[str] = mapped_column(String(200))
     # The person accountable for it; deleting them deletes their clients (and ends their tokens).
     owner_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(MAX_SCOPE_LENGTH)))
     secret_hash: Mapped[str] = mapped_column(String(64))
     previous_secret_hash: Mapped[str | None] = mapped_column(String(64))
     previous_secret_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
@@ -97,7 +98,7 @@ class RefreshToken(Base):
     family_id: Mapped[uuid.UUID] = mapped_column(UUID(as_uuid=True), index=True)
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     # The scope granted at login; a refresh never widens it.
-    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(64)))
+    scopes: Mapped[list[str]] = mapped_column(ARRAY(String(MAX_SCOPE_LENGTH)))
     issued_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

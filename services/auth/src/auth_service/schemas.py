@@ -6,11 +6,19 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Generic, Literal, TypeVar
 
+from modelgate_shared.scopes import (
+    BASE_SCOPES,
+    MAX_SCOPE_LENGTH,
+    MODEL_NAME_PATTERN,
+    MODEL_SCOPE_PREFIX,
+    is_known_scope,
+    ordered_scopes,
+)
 from modelgate_shared.stored_text import SingleLineText, StoredText
 from modelgate_shared.usernames import normalise_username
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, EmailStr, Field, StringConstraints
 
-from .issuing import DEFAULT_SCOPES, SCOPES
+from .issuing import DEFAULT_SCOPES
 from .passwords import MAX_PASSWORD_LENGTH, password_problem
 
 
@@ -26,10 +34,14 @@ def _check_password(value: str) -> str:
 
 
 def _check_scopes(values: list[str]) -> list[str]:
-    unknown = sorted(set(values) - set(SCOPES))
+    unknown = sorted(s for s in set(values) if not is_known_scope(s))
     if unknown:
-        raise ValueError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(SCOPES)}")
-    return [s for s in SCOPES if s in values]
+        # Cut short: the values are client input (each is within MAX_SCOPE_LENGTH already).
+        raise ValueError(
+            f"unknown scope(s) {', '.join(unknown)[:200]}; known: {', '.join(BASE_SCOPES)}"
+            f" and {MODEL_SCOPE_PREFIX}<model> (model names match {MODEL_NAME_PATTERN.pattern})"
+        )
+    return list(ordered_scopes(values))
 
 
 # Every text field a client sends is a StoredText or a SingleLineText (modelgate_shared.stored_text):
@@ -41,7 +53,7 @@ NewPassword = Annotated[str, AfterValidator(_check_password)]
 # A password as typed to prove who one is (checked, never stored): within the policy's maximum.
 GivenPassword = Annotated[StoredText, StringConstraints(max_length=MAX_PASSWORD_LENGTH)]
 FullName = Annotated[SingleLineText, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Scope = Annotated[SingleLineText, StringConstraints(max_length=64)]
+Scope = Annotated[SingleLineText, StringConstraints(max_length=MAX_SCOPE_LENGTH)]
 ScopeList = Annotated[list[Scope], Field(max_length=32), AfterValidator(_check_scopes)]
 
 

@@ -6,6 +6,7 @@ import uuid
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, Depends, HTTPException, Request, Response, status
+from modelgate_shared.scopes import ADMIN
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ..accounts import change_scopes, delete_account, page_of_users, revoke_user_tokens
@@ -46,7 +47,7 @@ async def update_user(
 ) -> User:
     user = await _user_or_404(session, user_id)
     now = datetime.now(UTC)
-    if user.id == admin.id and (body.disabled or (body.scopes is not None and "admin" not in body.scopes)):
+    if user.id == admin.id and (body.disabled or (body.scopes is not None and ADMIN not in body.scopes)):
         # Guard against the last admin locking everyone out by accident.
         raise HTTPException(
             status.HTTP_409_CONFLICT, detail="admins cannot disable themselves or drop their own admin scope"

@@ -6,10 +6,10 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
+from modelgate_shared.scopes import BASE_SCOPES
 
 from ..client_auth import METHODS
 from ..deps import Ring, State
-from ..issuing import SCOPES
 
 router = APIRouter(prefix="/.well-known", tags=["discovery"])
 
@@ -32,7 +32,8 @@ def discovery_document(issuer: str, algorithms: list[str]) -> dict[str, Any]:
         "jwks_uri": f"{base}/.well-known/jwks.json",
         "grant_types_supported": ["password", "refresh_token", "client_credentials"],
         "response_types_supported": ["token"],
-        "scopes_supported": list(SCOPES),
+        # Model scopes (predict:<model>) are open-ended, so not listed.
+        "scopes_supported": list(BASE_SCOPES),
         # "none" for people (password, refresh_token), the other two for service accounts.
         "token_endpoint_auth_methods_supported": ["none", *METHODS],
         "revocation_endpoint_auth_methods_supported": ["none"],
