@@ -25,6 +25,8 @@ from inference_service.train import train
 from modelgate_shared.stack import free_port
 from modelgate_shared.testing import TokenSigner
 
+from .byo_models import build_estimators, write_files
+
 ISSUER = "http://issuer.test/auth"
 AUDIENCE = "modelgate-api"
 FEATURES = ("preg", "plas", "pres", "skin", "test", "mass", "pedi", "age")
@@ -188,3 +190,14 @@ def file_server(tmp_path: Path) -> Iterator[tuple[str, Path]]:
 class QuietHandler(http.server.SimpleHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+
+@pytest.fixture(scope="session")
+def estimators() -> dict[str, tuple[Any, Any]]:
+    """name -> (fitted estimator, rows to predict), for the bring-your-own tests."""
+    return build_estimators()
+
+
+@pytest.fixture(scope="session")
+def files(estimators: dict[str, tuple[Any, Any]], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_files(estimators, tmp_path_factory.mktemp("byo"))

@@ -26,67 +26,15 @@ from inference_service.registration import add_model
 from inference_service.settings import InferenceSettings
 from modelgate_shared.testing import TokenSigner
 from sklearn.compose import ColumnTransformer
-from sklearn.datasets import load_diabetes, load_iris
-from sklearn.ensemble import HistGradientBoostingRegressor, RandomForestClassifier
+from sklearn.datasets import load_iris
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer, OneHotEncoder, StandardScaler
 from sklearn.svm import LinearSVC
 from tritonclient.utils import InferenceServerException
 
+from .byo_models import CITIES, HGB_PREDICTOR, TREE, applicants, check_v1, records
 from .conftest import serve, uvicorn_server
-
-TREE = "sklearn.tree._tree.Tree"
-HGB_PREDICTOR = "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor"
-CITIES = ["paris", "lyon", "nice"]
-
-
-def applicants(rows: int = 300, seed: int = 5) -> tuple[pd.DataFrame, np.ndarray]:
-    """A frame with string, integer, boolean and float columns, and a rule-based yes/no target."""
-    rng = np.random.default_rng(seed)
-    frame = pd.DataFrame(
-        {
-            "city": rng.choice(CITIES, rows),
-            "age": rng.integers(18, 80, rows),
-            "member": rng.random(rows) > 0.5,
-            "income": rng.normal(40_000, 12_000, rows).round(2),
-        }
-    )
-    score = (frame["income"] - 40_000) / 12_000 + frame["member"] * 0.8 + (frame["city"] == "paris") * 0.5
-    target = np.where(score + rng.normal(0, 0.5, rows) > 0.4, "yes", "no")
-    return frame, target
-
-
-@pytest.fixture(scope="module")
-def estimators() -> dict[str, tuple[Any, pd.DataFrame]]:
-    """name -> (fitted estimator, rows to predict)."""
-    frame, target = applicants()
-    mixed = make_pipeline(
-        ColumnTransformer(
-            [("categories", OneHotEncoder(handle_unknown="error"), ["city", "member"]),
-             ("numbers", StandardScaler(), ["age", "income"])]
-        ),
-        LogisticRegression(max_iter=500),
-    ).fit(frame, target)  # fmt: skip
-    diabetes = load_diabetes(as_frame=True)
-    regressor = HistGradientBoostingRegressor(max_iter=30, random_state=0).fit(diabetes.data, diabetes.target)
-    iris = load_iris(as_frame=True)
-    species = np.asarray(iris.target_names)[iris.target]
-    forest = RandomForestClassifier(n_estimators=15, random_state=0).fit(iris.data, species)
-    return {
-        "applicants": (mixed, frame.iloc[:25].reset_index(drop=True)),
-        "progression": (regressor, diabetes.data.iloc[:25].reset_index(drop=True)),
-        "iris": (forest, iris.data.iloc[::6].reset_index(drop=True)),
-    }
-
-
-@pytest.fixture(scope="module")
-def files(estimators: dict[str, tuple[Any, pd.DataFrame]], tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("byo")
-    for name, (estimator, rows) in estimators.items():
-        sio.dump(estimator, root / f"{name}.skops")
-        rows.to_csv(root / f"{name}-sample.csv", index=False)
-    return root
 
 
 @pytest.fixture(scope="module")
@@ -133,30 +81,6 @@ def byo_dir(model_dir: Path, files: Path, tmp_path_factory: pytest.TempPathFacto
 async def byo(byo_dir: Path, make_settings: Callable[..., InferenceSettings]) -> AsyncIterator[httpx.AsyncClient]:
     async with serve(make_settings(model_dir=byo_dir)) as http:
         yield http
-
-
-def records(rows: pd.DataFrame) -> list[dict[str, Any]]:
-    """Rows as a client sends them: plain numbers, strings and booleans, null for missing
-    (not ``to_json``, which rounds floats to 10 digits)."""
-    return [{k: None if pd.isna(v) else v for k, v in row.items()} for row in rows.astype(object).to_dict("records")]
-
-
-def expected(estimator: Any, rows: pd.DataFrame) -> dict[str, Any]:
-    if hasattr(estimator, "classes_"):
-        return {"labels": estimator.predict(rows).tolist(), "probabilities": estimator.predict_proba(rows)}
-    return {"values": estimator.predict(rows)}
-
-
-def check_v1(answer: dict[str, Any], estimator: Any, rows: pd.DataFrame) -> None:
-    want = expected(estimator, rows)
-    predictions = answer["predictions"]
-    if "values" in want:
-        assert np.array_equal([p["value"] for p in predictions], want["values"])
-        return
-    assert [p["label"] for p in predictions] == want["labels"]
-    classes = [str(c) for c in estimator.classes_]
-    got = np.array([[p["probabilities"][c] for c in classes] for p in predictions])
-    assert np.array_equal(got, want["probabilities"])
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -213,6 +137,16 @@ def test_the_command_line_lists_and_removes(byo_dir: Path, files: Path, tmp_path
         capture_output=True, text=True, check=False,
     )  # fmt: skip
     assert again.returncode == 1 and "iris/2 already exists" in again.stderr
+    assert main(["models", "add", str(files / "iris.skops"), "--name", "iris", "--trust", TREE, "--version", "3",
+                 "--no-default", "--restricted", "--model-dir", str(root)]) == 0  # fmt: skip
+    assert main(["models", "alias", "iris", "staging", "3", "--model-dir", str(root)]) == 0
+    assert main(["models", "alias", "iris", "staging", "9", "--model-dir", str(root)]) == 1
+    listed = subprocess.run([*command, "list", "--model-dir", str(root)], capture_output=True, text=True, check=False)
+    assert listed.stdout.splitlines()[2] == "iris\t3\tclassification\t4 columns\t@staging requires predict:iris"
+    assert main(["models", "remove", "iris", "--version", "3", "--model-dir", str(root)]) == 1  # @staging
+    (root / "iris" / "@staging").unlink()
+    assert main(["models", "remove", "iris", "--version", "3", "--model-dir", str(root)]) == 0
+    assert load_registry(root).access("iris").restricted_versions == frozenset()
     refused = subprocess.run(
         [*command, "remove", "iris", "--version", "1", "--model-dir", str(root)], capture_output=True, text=True
     )

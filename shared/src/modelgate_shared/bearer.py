@@ -41,25 +41,39 @@ def get_verifier(request: Request) -> TokenVerifier:
     return verifier
 
 
+async def verified_claims(request: Request, token: BearerToken) -> AccessClaims:
+    """Dependency: the claims of a verified token, whatever its scopes. FastAPI runs it once
+    per request however many dependencies ask for it."""
+    if not token:
+        # RFC 6750 3.1: no error code when the request had no credentials at all.
+        raise unauthorized("missing bearer token", error=None)
+    try:
+        claims = await get_verifier(request).verify(token)
+    except InvalidToken as exc:
+        raise unauthorized(str(exc)) from None
+    request.state.claims = claims
+    return claims
+
+
+VerifiedClaims = Annotated[AccessClaims, Depends(verified_claims)]
+
+
+def insufficient_scope(claims: AccessClaims, scopes: tuple[str, ...]) -> HTTPException:
+    """The 403 for a token that lacks some of ``scopes`` (RFC 6750 3.1 ``insufficient_scope``)."""
+    missing = " ".join(s for s in scopes if s not in claims.scopes)
+    return HTTPException(
+        status.HTTP_403_FORBIDDEN,
+        detail=f"token lacks required scope: {missing}",
+        headers={"WWW-Authenticate": _challenge("insufficient_scope", f"requires {missing}", scopes)},
+    )
+
+
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[AccessClaims]]:
     """Dependency: a verified token carrying every scope in ``scopes``."""
 
-    async def dependency(request: Request, token: BearerToken) -> AccessClaims:
-        if not token:
-            # RFC 6750 3.1: no error code when the request had no credentials at all.
-            raise unauthorized("missing bearer token", error=None)
-        try:
-            claims = await get_verifier(request).verify(token)
-        except InvalidToken as exc:
-            raise unauthorized(str(exc)) from None
+    async def dependency(claims: VerifiedClaims) -> AccessClaims:
         if not claims.has_scopes(*scopes):
-            missing = " ".join(s for s in scopes if s not in claims.scopes)
-            raise HTTPException(
-                status.HTTP_403_FORBIDDEN,
-                detail=f"token lacks required scope: {missing}",
-                headers={"WWW-Authenticate": _challenge("insufficient_scope", f"requires {missing}", scopes)},
-            )
-        request.state.claims = claims
+            raise insufficient_scope(claims, scopes)
         return claims
 
     return dependency

@@ -1,9 +1,10 @@
 """``python -m inference_service``: the service's offline commands.
 
     models add FILE --name NAME [--version V] [--sample CSV] [--description TEXT]
-                    [--trust TYPE ...] [--trust-pickle] [--no-default]
+                    [--trust TYPE ...] [--trust-pickle] [--no-default] [--restricted]
     models list
     models remove NAME --version V
+    models alias NAME ALIAS VERSION
     train [...]            (the same as ``python -m inference_service.train``)
 
 The model directory is ``--model-dir`` or ``MODELGATE_INFERENCE_MODEL_DIR``. Each command
@@ -20,7 +21,7 @@ from pathlib import Path
 from modelgate_shared.settings import load_settings
 
 from . import train
-from .model_store import ModelLoadError, load_registry, remove_version
+from .model_store import ModelLoadError, load_registry, remove_version, write_alias
 from .registration import PICKLE_WARNING, RegistrationError, add_model
 from .settings import ModelDirSettings
 
@@ -69,10 +70,19 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         f"Dangerous: {PICKLE_WARNING}",
     )
     add.add_argument("--no-default", action="store_true", help="add the version without making it the default")
+    add.add_argument(
+        "--restricted",
+        action="store_true",
+        help="the version requires the scope predict:NAME (plain predict is refused)",
+    )
     with_dir(actions.add_parser("list", help="every model, its versions and aliases"))
     remove = with_dir(actions.add_parser("remove", help="remove one version of a model"))
     remove.add_argument("name", help="model name")
     remove.add_argument("--version", required=True, help="the version to remove")
+    alias = with_dir(actions.add_parser("alias", help="point an alias (default, production, ...) at a version"))
+    alias.add_argument("name", help="model name")
+    alias.add_argument("alias", help="alias name; 'default' moves the default version")
+    alias.add_argument("version", help="the version it points at")
     return parser.parse_args(argv)
 
 
@@ -87,6 +97,7 @@ def _add(args: argparse.Namespace) -> None:
         trust=args.trust,
         trust_pickle=args.trust_pickle,
         make_default=not args.no_default,
+        restricted=args.restricted,
     )
     meta = model.metadata
     kind = meta.task + (f", classes {list(meta.classes)}" if meta.classes else "")
@@ -106,7 +117,9 @@ def _list(args: argparse.Namespace) -> None:
             model = registry.get(name, version)
             assert model is not None
             pointers = " ".join(f"@{a}" for a, v in sorted(aliases.items()) if v == version)
-            print(f"{name}\t{version}\t{model.metadata.task}\t{len(model.features)} columns\t{pointers}".rstrip())
+            scope = registry.required_scope(model)
+            notes = " ".join(n for n in (pointers, f"requires {scope}" if scope else "") if n)
+            print(f"{name}\t{version}\t{model.metadata.task}\t{len(model.features)} columns\t{notes}".rstrip())
 
 
 def _remove(args: argparse.Namespace) -> None:
@@ -115,12 +128,18 @@ def _remove(args: argparse.Namespace) -> None:
     print(f"removed {args.name} version {args.version} from {model_dir}")
 
 
+def _alias(args: argparse.Namespace) -> None:
+    model_dir = _model_dir(args)
+    write_alias(model_dir, args.name, args.alias, args.version)
+    print(f"{args.name} @{args.alias} -> version {args.version}")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["train"]:
         return train.main(argv[1:])
     args = parse_args(argv)
-    action = {"add": _add, "list": _list, "remove": _remove}[args.action]
+    action = {"add": _add, "list": _list, "remove": _remove, "alias": _alias}[args.action]
     try:
         action(args)
     except (RegistrationError, ModelLoadError, FileExistsError, ValueError, OSError) as exc:

@@ -1,14 +1,19 @@
-"""Reading request bodies with a size cap, and fast JSON in both directions."""
+"""Reading request bodies (JSON, multipart) with a size cap, and fast JSON in both directions."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
 from fastapi import Request
 from modelgate_shared.request_body import BodyTooLarge
+from starlette.datastructures import FormData
+from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
+
+from .validation import InputError, Problem
 
 
 class InvalidJson(Exception):
@@ -29,6 +34,28 @@ async def read_body(request: Request, limit: int) -> bytes:
             raise BodyTooLarge(limit)
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+async def read_form(request: Request, limit: int, *, parts: str, max_files: int, max_fields: int) -> FormData:
+    """A multipart/form-data body. The whole body is size-capped before parsing, so an
+    oversized upload is refused without being spooled to disk first. ``parts`` names what
+    the upload should hold, for the error message. The caller closes the form."""
+    body = await read_body(request, limit)
+    if not request.headers.get("content-type", "").startswith("multipart/form-data"):
+        raise InputError(
+            [Problem(("body",), f"expected a multipart/form-data upload with {parts}", "value_error.content_type")]
+        )
+
+    async def stream() -> AsyncGenerator[bytes, None]:
+        yield body
+
+    parser = MultiPartParser(request.headers, stream(), max_files=max_files, max_fields=max_fields)
+    try:
+        return await parser.parse()
+    except MultiPartException as exc:
+        raise InputError(
+            [Problem(("body",), f"malformed multipart upload: {exc.message}", "value_error.multipart")]
+        ) from None
 
 
 def parse_json(body: bytes) -> Any:

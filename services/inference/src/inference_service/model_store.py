@@ -5,12 +5,14 @@ Layout of ``model_dir`` (the source of truth every replica reads)::
     <name>/<version>/model.skops     the estimator, skops-serialised (never pickle)
     <name>/<version>/metadata.json   task, input schema, classes, sha256, trusted types, ...
     <name>/@<alias>                  a pointer file {"version": "..."}; ``@default`` is the default
+    <name>/.access.json              who may call it: {"restricted": bool, "restricted_versions": [...]}
+    <name>/.unloaded                 present while an operator has unloaded the model (V2 repository API)
 
 A version folder and a pointer file each appear in one ``rename``: a version is built in a
 ``.staging-*`` folder first and a pointer written to a temporary file, both fsynced, so a reader
 sees the whole thing or nothing. A model without ``@default`` (as ``train`` wrote them before
 pointers existed) defaults to its newest version. Names that are not versions (``@...``,
-``.staging-...``, ``.removing-...``) never match ``NAME_PATTERN``.
+``.staging-...``, ``.removing-...``, ``.access.json``) never match ``NAME_PATTERN``.
 
 Models are stored with skops, never pickle: unpickling runs arbitrary code, while skops
 only builds types on an allow-list. Every file is checked against the sha256 recorded in
@@ -33,15 +35,18 @@ from typing import Any
 
 import numpy as np
 import skops.io as sio
+from modelgate_shared.scopes import MODEL_NAME_PATTERN, model_scope
 
 from .fast_linear import ProbaFunction, compile_predict_proba
 from .input_schema import InputSchema, SchemaError
 
 MODEL_FILE = "model.skops"
 METADATA_FILE = "metadata.json"
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+NAME_PATTERN = MODEL_NAME_PATTERN
 ALIAS_PREFIX = "@"
 DEFAULT_ALIAS = "default"
+ACCESS_FILE = ".access.json"
+UNLOADED_MARKER = ".unloaded"
 CLASSIFICATION, REGRESSION = "classification", "regression"
 TASKS = (CLASSIFICATION, REGRESSION)
 
@@ -264,6 +269,35 @@ def _check_estimator(estimator: Any, metadata: ModelMetadata, model_path: Path) 
     return names is not None
 
 
+@dataclass(frozen=True, slots=True)
+class ModelAccess:
+    """Whether a model, or some of its versions, requires its own scope (``predict:<name>``):
+    plain ``predict`` does not reach those."""
+
+    restricted: bool = False
+    restricted_versions: frozenset[str] = frozenset()
+
+    def restricts(self, version: str) -> bool:
+        return self.restricted or version in self.restricted_versions
+
+    def to_json(self) -> dict[str, Any]:
+        return {"restricted": self.restricted, "restricted_versions": sorted(self.restricted_versions)}
+
+    @classmethod
+    def from_json(cls, data: Any, source: str) -> ModelAccess:
+        if not isinstance(data, dict):
+            raise ModelLoadError(f"{source}: expected a JSON object")
+        restricted = data.get("restricted", False)
+        versions = data.get("restricted_versions", [])
+        if not isinstance(restricted, bool):
+            raise ModelLoadError(f"{source}: 'restricted' must be true or false")
+        if not isinstance(versions, list) or not all(
+            isinstance(v, str) and NAME_PATTERN.fullmatch(v) for v in versions
+        ):
+            raise ModelLoadError(f"{source}: 'restricted_versions' must be a list of version names")
+        return cls(restricted, frozenset(versions))
+
+
 class ModelRegistry:
     """Every model version, loaded once, and each model's aliases (``default`` among them).
 
@@ -271,11 +305,17 @@ class ModelRegistry:
     version it resolved even if the directory changes under it.
     """
 
-    def __init__(self, models: Iterable[LoadedModel], aliases: Mapping[str, Mapping[str, str]] | None = None) -> None:
+    def __init__(
+        self,
+        models: Iterable[LoadedModel],
+        aliases: Mapping[str, Mapping[str, str]] | None = None,
+        access: Mapping[str, ModelAccess] | None = None,
+    ) -> None:
         self._versions: dict[str, dict[str, LoadedModel]] = {}
         for model in models:
             self._versions.setdefault(model.name, {})[model.version] = model
         self._aliases = {name: dict((aliases or {}).get(name, {})) for name in self._versions}
+        self._access = {name: (access or {}).get(name, ModelAccess()) for name in self._versions}
         self._default: dict[str, LoadedModel] = {}
         for name, versions in self._versions.items():
             pointed = self._aliases[name].get(DEFAULT_ALIAS)
@@ -313,6 +353,17 @@ class ModelRegistry:
         model = self._default.get(name)
         return model.version if model else None
 
+    def access(self, name: str) -> ModelAccess:
+        return self._access.get(name, ModelAccess())
+
+    def required_scope(self, model: LoadedModel) -> str | None:
+        """``predict:<name>`` when this version requires its own scope, else None."""
+        return model_scope(model.name) if self.access(model.name).restricts(model.version) else None
+
+    def models(self) -> list[LoadedModel]:
+        """Every loaded version of every model."""
+        return [self._versions[name][v] for name in self.names() for v in self.versions(name)]
+
 
 def model_folders(model_dir: Path) -> list[Path]:
     if not model_dir.is_dir():
@@ -320,9 +371,9 @@ def model_folders(model_dir: Path) -> list[Path]:
     return sorted(
         version
         for name in model_dir.iterdir()
-        if name.is_dir() and NAME_PATTERN.match(name.name)
+        if name.is_dir() and NAME_PATTERN.fullmatch(name.name)
         for version in name.iterdir()
-        if version.is_dir() and NAME_PATTERN.match(version.name)
+        if version.is_dir() and NAME_PATTERN.fullmatch(version.name)
     )
 
 
@@ -331,7 +382,7 @@ def read_aliases(model_root: Path) -> dict[str, str]:
     aliases: dict[str, str] = {}
     for path in model_root.glob(ALIAS_PREFIX + "*"):
         alias = path.name[len(ALIAS_PREFIX) :]
-        if not NAME_PATTERN.match(alias) or not path.is_file():
+        if not NAME_PATTERN.fullmatch(alias) or not path.is_file():
             continue
         try:
             version = json.loads(path.read_text()).get("version")
@@ -343,18 +394,34 @@ def read_aliases(model_root: Path) -> dict[str, str]:
     return aliases
 
 
+def read_access(model_root: Path) -> ModelAccess:
+    path = model_root / ACCESS_FILE
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        return ModelAccess()
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(f"{path}: unreadable ({exc})") from None
+    return ModelAccess.from_json(data, str(path))
+
+
+def no_models_error(model_dir: Path) -> ModelLoadError:
+    return ModelLoadError(
+        f"{model_dir}: no models found (expected <name>/<version>/{MODEL_FILE}); "
+        "train one with `python -m inference_service.train` "
+        "or add one with `python -m inference_service models add`"
+    )
+
+
 def load_registry(model_dir: Path) -> ModelRegistry:
-    """Load every model under ``model_dir``; any bad one stops the start-up."""
+    """Load every model under ``model_dir``, unloaded ones included; any bad one raises."""
     folders = model_folders(model_dir)
     if not folders:
-        raise ModelLoadError(
-            f"{model_dir}: no models found (expected <name>/<version>/{MODEL_FILE}); "
-            "train one with `python -m inference_service.train` "
-            "or add one with `python -m inference_service models add`"
-        )
+        raise no_models_error(model_dir)
     models = [load_model(folder) for folder in folders]
-    aliases = {name: read_aliases(model_dir / name) for name in {m.name for m in models}}
-    return ModelRegistry(models, aliases)
+    names = {m.name for m in models}
+    aliases = {name: read_aliases(model_dir / name) for name in names}
+    return ModelRegistry(models, aliases, {name: read_access(model_dir / name) for name in names})
 
 
 def next_version(model_dir: Path, name: str) -> str:
@@ -363,7 +430,7 @@ def next_version(model_dir: Path, name: str) -> str:
 
 
 def check_name(label: str, value: str) -> None:
-    if not NAME_PATTERN.match(value):
+    if not NAME_PATTERN.fullmatch(value):
         raise ValueError(f"model {label} {value!r} must match {NAME_PATTERN.pattern}")
 
 
@@ -383,21 +450,57 @@ def fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
+def replace_file(target: Path, data: bytes) -> None:
+    """Write ``target`` whole or not at all: temporary file, fsync, rename, fsync the folder."""
+    temporary = target.parent / f".tmp-{uuid.uuid4().hex}"
+    try:
+        write_file_synced(temporary, data)
+        os.replace(temporary, target)
+    finally:
+        temporary.unlink(missing_ok=True)
+    fsync_dir(target.parent)
+
+
 def write_alias(model_dir: Path, name: str, alias: str, version: str) -> Path:
-    """Point ``<name>/@<alias>`` at ``version``: temporary file, fsync, rename."""
+    """Point ``<name>/@<alias>`` at ``version``."""
     check_name("alias", alias)
     root = model_dir / name
     if not (root / version).is_dir():
         raise ValueError(f"model {name!r} has no version {version!r}")
     target = root / f"{ALIAS_PREFIX}{alias}"
-    temporary = root / f".alias-{uuid.uuid4().hex}"
-    try:
-        write_file_synced(temporary, json.dumps({"version": version}).encode() + b"\n")
-        os.replace(temporary, target)
-    finally:
-        temporary.unlink(missing_ok=True)
-    fsync_dir(root)
+    replace_file(target, json.dumps({"version": version}).encode() + b"\n")
     return target
+
+
+def remove_alias(model_dir: Path, name: str, alias: str) -> bool:
+    """Remove ``<name>/@<alias>`` (not ``default``); False when there was none."""
+    check_name("alias", alias)
+    if alias == DEFAULT_ALIAS:
+        raise ValueError("the default alias cannot be removed; point it at another version instead")
+    try:
+        (model_dir / name / f"{ALIAS_PREFIX}{alias}").unlink()
+    except FileNotFoundError:
+        return False
+    fsync_dir(model_dir / name)
+    return True
+
+
+def write_access(model_dir: Path, name: str, access: ModelAccess) -> None:
+    check_name("name", name)
+    root = model_dir / name
+    root.mkdir(exist_ok=True)
+    replace_file(root / ACCESS_FILE, json.dumps(access.to_json()).encode() + b"\n")
+
+
+def set_unloaded(model_dir: Path, name: str, unloaded: bool) -> None:
+    """Mark a model unloaded (every replica stops serving it) or loaded again."""
+    check_name("name", name)
+    marker = model_dir / name / UNLOADED_MARKER
+    if unloaded:
+        replace_file(marker, b"")
+    else:
+        marker.unlink(missing_ok=True)
+        fsync_dir(marker.parent)
 
 
 def publish_version(
@@ -435,7 +538,7 @@ def publish_version(
         if check is not None:
             check(staging)
         if not make_default and not (root / f"{ALIAS_PREFIX}{DEFAULT_ALIAS}").exists():
-            current = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)]
+            current = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name)]
             if current:
                 write_alias(model_dir, name, DEFAULT_ALIAS, max(current, key=version_sort_key))
         # Renaming a folder onto an existing empty one would succeed: refuse that race too.
@@ -469,7 +572,7 @@ def remove_version(model_dir: Path, name: str, version: str) -> None:
     root = model_dir / name
     if not (root / version).is_dir():
         raise ValueError(f"model {name!r} has no version {version!r}")
-    versions = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.match(p.name)]
+    versions = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name)]
     if len(versions) == 1:
         doomed = model_dir / f".removing-{name}-{uuid.uuid4().hex}"
         os.replace(root, doomed)
@@ -484,4 +587,8 @@ def remove_version(model_dir: Path, name: str, version: str) -> None:
         doomed = root / f".removing-{version}-{uuid.uuid4().hex}"
         os.replace(root / version, doomed)
         fsync_dir(root)
+        access = read_access(root)
+        if version in access.restricted_versions:
+            # A version added later under the same name starts unrestricted, as any new one.
+            write_access(model_dir, name, ModelAccess(access.restricted, access.restricted_versions - {version}))
     shutil.rmtree(doomed, ignore_errors=True)

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 import math
+import re
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -55,8 +58,10 @@ from .model_store import (
     native,
     next_version,
     publish_version,
+    read_access,
     sha256_file,
     type_name,
+    write_access,
     write_file_synced,
 )
 from .prediction import predict
@@ -313,10 +318,12 @@ def add_model(
     trust: Sequence[str] = (),
     trust_pickle: bool = False,
     make_default: bool = True,
+    restricted: bool = False,
     max_sample_rows: int = 10_000,
 ) -> LoadedModel:
     """Register ``file`` as ``name``/``version``; returns the published version, loaded as
-    the server will load it. Nothing is written unless every check passes."""
+    the server will load it. Nothing is written unless every check passes. ``restricted``:
+    the version requires the model's own scope, ``predict:<name>``, from its first moment."""
     try:
         check_name("name", name)
         if version is not None:
@@ -380,8 +387,80 @@ def add_model(
     def write(path: Path) -> None:
         path.write_bytes(read.skops_bytes)
 
-    published = publish_version(model_dir, metadata, write, make_default=make_default, check=check)
+    if not restricted:
+        published = publish_version(model_dir, metadata, write, make_default=make_default, check=check)
+        return load_model(published)
+    # The restriction is on disk before the version is, so no replica ever serves it open.
+    root = model_dir / name
+    existed = root.exists()
+    before = read_access(root)
+    write_access(
+        model_dir, name, replace(before, restricted_versions=before.restricted_versions | {metadata["version"]})
+    )
+    try:
+        published = publish_version(model_dir, metadata, write, make_default=make_default, check=check)
+    except BaseException:
+        if existed:
+            write_access(model_dir, name, before)
+        else:
+            shutil.rmtree(root, ignore_errors=True)
+        raise
     return load_model(published)
+
+
+def register_upload(
+    model_dir: Path,
+    data: bytes,
+    *,
+    name: str,
+    filename: str = "",
+    version: str | None = None,
+    sample: bytes | None = None,
+    description: str = "",
+    trust: Sequence[str] = (),
+    make_default: bool = True,
+    restricted: bool = False,
+    max_sample_rows: int = 10_000,
+) -> LoadedModel:
+    """``add_model`` for a file received over HTTP: skops only (a pickle is never loaded from
+    the network), and messages that name the upload, not temporary or server paths."""
+    # The upload's own name (recorded in the metadata's source), reduced to safe characters.
+    shown = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name)[:100].lstrip(".") or "upload.skops"
+    if data[:4] != ZIP_MAGIC:
+        raise RegistrationError(
+            f"{shown} is not a skops file (save the estimator with skops.io.dump). A pickle or joblib "
+            "file is never loaded from an upload: convert it on a trusted machine with "
+            "`python -m inference_service models add FILE --trust-pickle`"
+        )
+    with tempfile.TemporaryDirectory(prefix="modelgate-upload-") as folder:
+        file = Path(folder) / shown
+        file.write_bytes(data)
+        sample_path = None
+        if sample is not None:
+            sample_path = Path(folder) / ".sample.csv"  # never the upload's name: that has no dot
+            sample_path.write_bytes(sample)
+        try:
+            model = add_model(
+                model_dir,
+                file,
+                name=name,
+                version=version,
+                sample=sample_path,
+                description=description,
+                trust=trust,
+                make_default=make_default,
+                restricted=restricted,
+                max_sample_rows=max_sample_rows,
+            )
+        except RegistrationError as exc:
+            message = str(exc).replace(str(file), shown).replace(str(sample_path), "the sample")
+            raise RegistrationError(_without_paths(message, model_dir)) from None
+    return model
+
+
+def _without_paths(message: str, model_dir: Path) -> str:
+    """Server paths (the model directory, staging folders) are nobody's business over HTTP."""
+    return re.sub(re.escape(str(model_dir)) + r"/[^ :]*", "the uploaded model", message)
 
 
 def _rewrite_features(staging: Path, schema: InputSchema) -> None:

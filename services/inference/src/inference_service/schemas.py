@@ -46,6 +46,7 @@ class ModelSummary(BaseModel):
     default_version: str
     versions: list[str]
     aliases: dict[str, str]
+    required_scope: str | None = Field(default=None, description="the model's own scope, when it requires one")
     task: str = Field(description="classification or regression")
     features: list[str]
     schema_: list[Column] = Field(alias="schema")

@@ -13,8 +13,12 @@ class InferenceSettings(VerifierSettings, ServiceSettings):
     model_config = SettingsConfigDict(env_prefix="MODELGATE_INFERENCE_", extra="ignore", frozen=True)
 
     # Folder of <name>/<version>/{model.skops,metadata.json} and <name>/@<alias> pointers (see
-    # model_store); every model in it is loaded at start.
+    # model_store); every model in it is loaded at start, and changes are picked up live.
     model_dir: Path
+    # How often the model directory is checked for new versions, moved aliases, access changes.
+    model_poll_seconds: float = Field(default=1.0, gt=0, le=60)
+    # Size limit of a model upload (POST /v1/models/{name}/versions, multipart); more is a 413.
+    max_model_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
     # Rows per request (JSON, V2 or CSV); more is a 413.
     max_batch_rows: int = Field(default=10_000, ge=1)
     # Request body size limit for predictions and CSV uploads; more is a 413.

@@ -83,7 +83,7 @@ def train(
     version: str | None = None,
 ) -> Path:
     """Train and save one model version; returns its folder."""
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.fullmatch(name):
         raise TrainingDataError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
     path, sha256 = resolve(source, cache_dir, expected_sha256)
     dataset = read_csv(path, target, columns)

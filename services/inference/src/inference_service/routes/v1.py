@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from starlette.datastructures import UploadFile
-from starlette.formparsers import MultiPartException, MultiPartParser
 from starlette.responses import Response
 
 from ..csv_io import compact_rows, parse_csv, parse_typed_csv, predictions_csv
-from ..deps import Model, PredictClaims, ReadModelsClaims, Registry, Settings
-from ..json_body import OrjsonResponse, parse_json, read_body
+from ..deps import PredictModel, ReadModel, ReadModelsClaims, Registry, Settings, may_list
+from ..json_body import OrjsonResponse, parse_json, read_body, read_form
 from ..model_store import LoadedModel, ModelRegistry
 from ..offload import run_cpu
 from ..prediction import predict, v1_json
@@ -31,12 +30,15 @@ from ..validation import InputError, Problem
 router = APIRouter(prefix="/v1", tags=["v1"])
 
 
-def summary(registry: ModelRegistry, model: LoadedModel) -> dict[str, Any]:
+def summary(registry: ModelRegistry, model: LoadedModel, scopes: Collection[str]) -> dict[str, Any]:
+    """What the caller may see of a model: versions and aliases it may use."""
+    versions = [v for v in registry.versions(model.name) if may_list(registry, _version(registry, model, v), scopes)]
     return {
         "name": model.name,
         "default_version": registry.default_version(model.name),
-        "versions": registry.versions(model.name),
-        "aliases": registry.aliases(model.name),
+        "versions": versions,
+        "aliases": {a: v for a, v in registry.aliases(model.name).items() if v in versions},
+        "required_scope": registry.required_scope(model),
         "task": model.metadata.task,
         "features": list(model.features),
         "schema": model.schema.to_json(),
@@ -46,31 +48,39 @@ def summary(registry: ModelRegistry, model: LoadedModel) -> dict[str, Any]:
     }
 
 
-@router.get("/models", response_model=ModelList, summary="List models")
-async def list_models(_: ReadModelsClaims, registry: Registry) -> OrjsonResponse:
-    models = [summary(registry, m) for name in registry.names() if (m := registry.get(name)) is not None]
+def _version(registry: ModelRegistry, model: LoadedModel, version: str) -> LoadedModel:
+    found = registry.get(model.name, version)
+    assert found is not None  # a listed version
+    return found
+
+
+@router.get("/models", response_model=ModelList, summary="List the models this token may use")
+async def list_models(claims: ReadModelsClaims, registry: Registry) -> OrjsonResponse:
+    models = [
+        summary(registry, m, claims.scopes)
+        for name in registry.names()
+        if (m := registry.get(name)) is not None and may_list(registry, m, claims.scopes)
+    ]
     return OrjsonResponse({"models": models})
 
 
-def _detail(registry: ModelRegistry, model: LoadedModel) -> OrjsonResponse:
-    return OrjsonResponse(
-        {
-            **summary(registry, model),
-            "version": model.version,
-            "input_schema": model.schema.record_schema(),
-            "metadata": dict(model.metadata.raw),
-        }
-    )
+def detail(registry: ModelRegistry, model: LoadedModel, scopes: Collection[str]) -> dict[str, Any]:
+    return {
+        **summary(registry, model, scopes),
+        "version": model.version,
+        "input_schema": model.schema.record_schema(),
+        "metadata": dict(model.metadata.raw),
+    }
 
 
 @router.get("/models/{name}", response_model=ModelDetail, summary="Model metadata, input schema and metrics")
-async def model_detail(_: ReadModelsClaims, registry: Registry, model: Model) -> OrjsonResponse:
-    return _detail(registry, model)
+async def model_detail(request: Request, registry: Registry, model: ReadModel) -> OrjsonResponse:
+    return OrjsonResponse(detail(registry, model, request.state.claims.scopes))
 
 
 @router.get("/models/{name}/versions/{version}", response_model=ModelDetail, summary="One model version's metadata")
-async def model_version_detail(_: ReadModelsClaims, registry: Registry, model: Model) -> OrjsonResponse:
-    return _detail(registry, model)
+async def model_version_detail(request: Request, registry: Registry, model: ReadModel) -> OrjsonResponse:
+    return OrjsonResponse(detail(registry, model, request.state.claims.scopes))
 
 
 def predict_json_body(model: LoadedModel, body: bytes, max_rows: int) -> bytes:
@@ -93,32 +103,15 @@ PREDICT_DOC: dict[str, Any] = {
 
 @router.post("/models/{name}/predict", summary="Predict from JSON records or rows", **PREDICT_DOC)
 @router.post("/models/{name}/versions/{version}/predict", summary="Predict with one model version", **PREDICT_DOC)
-async def predict_json(request: Request, _: PredictClaims, model: Model, settings: Settings) -> Response:
+async def predict_json(request: Request, model: PredictModel, settings: Settings) -> Response:
     body = await read_body(request, settings.max_upload_bytes)
     content = await run_cpu(settings, len(body), predict_json_body, model, body, settings.max_batch_rows)
     return Response(content, media_type="application/json")
 
 
 async def uploaded_csv(request: Request, settings: InferenceSettings) -> bytes:
-    """The one file part of a multipart upload. The whole body is size-capped before parsing,
-    so an oversized upload is refused without being spooled to disk first."""
-    body = await read_body(request, settings.max_upload_bytes)
-    content_type = request.headers.get("content-type", "")
-    if not content_type.startswith("multipart/form-data"):
-        raise InputError(
-            [Problem(("body",), "expected a multipart/form-data upload with a 'file' part", "value_error.content_type")]
-        )
-
-    async def stream() -> AsyncGenerator[bytes, None]:
-        yield body
-
-    parser = MultiPartParser(request.headers, stream(), max_files=1, max_fields=10)
-    try:
-        form = await parser.parse()
-    except MultiPartException as exc:
-        raise InputError(
-            [Problem(("body",), f"malformed multipart upload: {exc.message}", "value_error.multipart")]
-        ) from None
+    """The one file part of a CSV upload."""
+    form = await read_form(request, settings.max_upload_bytes, parts="a 'file' part", max_files=1, max_fields=10)
     try:
         upload = form.get("file")
         if not isinstance(upload, UploadFile):
@@ -138,7 +131,7 @@ async def uploaded_csv(request: Request, settings: InferenceSettings) -> bytes:
     summary="Predict a CSV file with one model version",
     openapi_extra=CSV_REQUEST_BODY,
 )
-async def predict_csv(request: Request, _: PredictClaims, model: Model, settings: Settings) -> Response:
+async def predict_csv(request: Request, model: PredictModel, settings: Settings) -> Response:
     data = await uploaded_csv(request, settings)
     as_csv = "text/csv" in request.headers.get("accept", "")
     content = await run_cpu(settings, len(data), _score_csv, model, data, settings.max_batch_rows, as_csv)

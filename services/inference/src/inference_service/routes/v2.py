@@ -11,7 +11,7 @@ from modelgate_shared.health import run_checks
 from starlette.responses import JSONResponse, Response
 
 from .. import __version__
-from ..deps import Model, PredictClaims, ReadModelsClaims, Registry, Settings, State
+from ..deps import PredictModel, ReadModel, Registry, Settings, State
 from ..json_body import OrjsonResponse, read_body
 from ..model_store import LoadedModel
 from ..offload import run_cpu
@@ -40,13 +40,13 @@ async def ready(state: State) -> JSONResponse:
 
 @router.get("/models/{name}", summary="Model metadata")
 @router.get("/models/{name}/versions/{version}", summary="Model version metadata")
-async def metadata(_: ReadModelsClaims, model: Model, registry: Registry) -> OrjsonResponse:
+async def metadata(model: ReadModel, registry: Registry) -> OrjsonResponse:
     return OrjsonResponse(model_metadata(model, registry.versions(model.name)))
 
 
 @router.get("/models/{name}/ready", summary="Model readiness")
 @router.get("/models/{name}/versions/{version}/ready", summary="Model version readiness")
-async def model_ready(_: ReadModelsClaims, model: Model) -> dict[str, Any]:
+async def model_ready(model: ReadModel) -> dict[str, Any]:
     # Models are loaded and checked at start, so one that exists is ready.
     return {"name": model.name, "version": model.version, "ready": True}
 
@@ -61,7 +61,7 @@ def infer_bytes(model: LoadedModel, body: bytes, header_length: str | None, max_
 
 @router.post("/models/{name}/infer", summary="Inference")
 @router.post("/models/{name}/versions/{version}/infer", summary="Inference with one model version")
-async def infer(request: Request, _: PredictClaims, model: Model, settings: Settings) -> Response:
+async def infer(request: Request, model: PredictModel, settings: Settings) -> Response:
     body = await read_body(request, settings.max_upload_bytes)
     content, header_length = await run_cpu(
         settings, len(body), infer_bytes, model, body, request.headers.get(HEADER_LENGTH), settings.max_batch_rows
