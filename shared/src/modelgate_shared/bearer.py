@@ -68,12 +68,17 @@ def insufficient_scope(claims: AccessClaims, scopes: tuple[str, ...]) -> HTTPExc
     )
 
 
+def check_scopes(claims: AccessClaims, *scopes: str) -> AccessClaims:
+    """``claims`` if they carry every scope in ``scopes``, else the 403."""
+    if not claims.has_scopes(*scopes):
+        raise insufficient_scope(claims, scopes)
+    return claims
+
+
 def require_scopes(*scopes: str) -> Callable[..., Awaitable[AccessClaims]]:
     """Dependency: a verified token carrying every scope in ``scopes``."""
 
     async def dependency(claims: VerifiedClaims) -> AccessClaims:
-        if not claims.has_scopes(*scopes):
-            raise insufficient_scope(claims, scopes)
-        return claims
+        return check_scopes(claims, *scopes)
 
     return dependency

@@ -8,10 +8,11 @@ with the ``admin`` scope (checked as for the admin API); anyone else gets the ad
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Request, Response
-from modelgate_shared.bearer import BearerToken
+from modelgate_shared.bearer import BearerToken, check_scopes, verified_claims
+from modelgate_shared.scopes import ADMIN
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from ..deps import State, require_admin
+from ..deps import State
 from ..metrics import scraper_allowed
 
 
@@ -20,7 +21,7 @@ async def operator_only(request: Request, state: State, token: BearerToken) -> N
         peer = request.client.host if request.client else "unknown"
         if scraper_allowed(peer, request.headers.raw, state.trusted, state.metrics_allow):
             return
-    await require_admin(request, token)
+    check_scopes(await verified_claims(request, token), ADMIN)
 
 
 router = APIRouter(tags=["observability"], dependencies=[Depends(operator_only)])
