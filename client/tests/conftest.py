@@ -11,6 +11,7 @@ e2e suite use, with settings that make an expiry and a 429 reachable in a test:
 
 from __future__ import annotations
 
+import io
 import json
 import uuid
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+from modelgate_client import cli, config
 from modelgate_shared.stack import Stack, running_stack
 from modelgate_shared.testing import training_data_source
 
@@ -70,6 +72,21 @@ def sign_up(base_url: str) -> tuple[str, str]:
 @pytest.fixture
 def user(base_url: str) -> tuple[str, str]:
     return sign_up(base_url)
+
+
+@pytest.fixture
+def config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A CLI config folder of the test's own, and no service account in the environment."""
+    folder = tmp_path / "config" / "modelgate"
+    monkeypatch.setenv(config.CONFIG_DIR_ENV, str(folder))
+    monkeypatch.delenv(cli.CLIENT_ID_ENV, raising=False)
+    monkeypatch.delenv(cli.CLIENT_SECRET_ENV, raising=False)
+    return folder
+
+
+def cli_login(monkeypatch: pytest.MonkeyPatch, base_url: str, username: str, password: str, *extra: str) -> int:
+    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
+    return cli.main(["login", "--base-url", base_url, "--username", username, "--password-stdin", *extra])
 
 
 @pytest.fixture(scope="session")

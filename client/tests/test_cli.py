@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import io
 import json
 import stat
 from pathlib import Path
@@ -11,21 +10,10 @@ from pathlib import Path
 import httpx
 import pytest
 from conftest import ADMIN_PASSWORD, ADMIN_USERNAME, FEATURES
+from conftest import cli_login as login
 from modelgate_client import cli, config
 
-
-@pytest.fixture(autouse=True)
-def config_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    folder = tmp_path / "config" / "modelgate"
-    monkeypatch.setenv(config.CONFIG_DIR_ENV, str(folder))
-    monkeypatch.delenv(cli.CLIENT_ID_ENV, raising=False)
-    monkeypatch.delenv(cli.CLIENT_SECRET_ENV, raising=False)
-    return folder
-
-
-def login(monkeypatch: pytest.MonkeyPatch, base_url: str, username: str, password: str, *extra: str) -> int:
-    monkeypatch.setattr("sys.stdin", io.StringIO(password + "\n"))
-    return cli.main(["login", "--base-url", base_url, "--username", username, "--password-stdin", *extra])
+pytestmark = pytest.mark.usefixtures("config_folder")
 
 
 def test_login_stores_the_session_privately(

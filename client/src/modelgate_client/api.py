@@ -3,9 +3,10 @@ sync and the async client share all of it and differ only in how they send and w
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -153,6 +154,108 @@ def infer_v2(model: str, inputs: Any, version: str | None = None) -> Call[dict[s
         return outputs
 
     return Call("POST", _model_path("/v2", model, version) + "/infer", parse, idempotent=True, **_json_body(body))
+
+
+# -- model management (the admin scope) ------------------------------------------------------------
+
+ModelSource = str | os.PathLike[str] | bytes
+# A CSV path or bytes, or a pandas DataFrame (Any: pandas is optional, never imported for a type).
+SampleSource = Any
+HASH_CHUNK_BYTES = 1024 * 1024
+
+
+def _sha256(source: ModelSource) -> str:
+    if isinstance(source, bytes):
+        return hashlib.sha256(source).hexdigest()
+    digest = hashlib.sha256()
+    with Path(source).open("rb") as file:
+        for chunk in iter(lambda: file.read(HASH_CHUNK_BYTES), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _sample_bytes(sample: SampleSource) -> bytes:
+    if isinstance(sample, bytes):
+        return sample
+    if isinstance(sample, str | os.PathLike):
+        return Path(sample).read_bytes()
+    csv = frames.frame_csv(sample)
+    if csv is None:
+        raise TypeError("sample must be a CSV path, CSV bytes or a pandas DataFrame")
+    return csv
+
+
+def upload_model(
+    name: str,
+    file: ModelSource,
+    *,
+    version: str | None = None,
+    sample: SampleSource | None = None,
+    description: str = "",
+    trust: Sequence[str] = (),
+    default: bool = True,
+    restricted: bool = False,
+    sha256: str | None = None,
+) -> Call[dict[str, Any]]:
+    """The file is hashed here and the hash sent with it: the server refuses a file that arrives
+    different. A caller's ``sha256`` (say, the training run's) is sent instead, so a file that is
+    not the one meant is refused too. The file is streamed from disk, the sample read whole (it is
+    a few rows)."""
+    if isinstance(trust, str):
+        raise TypeError("trust must be a list of type names, not one string")
+    metadata = _params(version=version, sha256=sha256 or _sha256(file))
+    metadata |= {"description": description, "trust": list(trust), "default": default, "restricted": restricted}
+    sample_csv = _sample_bytes(sample) if sample is not None else None
+    filename = Path(file).name if isinstance(file, str | os.PathLike) else f"{name}.skops"
+
+    @contextmanager
+    def files() -> Iterator[dict[str, tuple[str | None, Any, str]]]:
+        with _opened(file) as opened:
+            parts: dict[str, tuple[str | None, Any, str]] = {
+                "file": (filename, opened, "application/octet-stream"),
+                # No filename: a form field, the JSON text itself.
+                "metadata": (None, frames.dumps(metadata), "application/json"),
+            }
+            if sample_csv is not None:
+                parts["sample"] = ("sample.csv", sample_csv, "text/csv")
+            yield parts
+
+    return Call("POST", f"/v1/models/{_seg(name)}/versions", _json, files=files)
+
+
+def model_versions(name: str) -> Call[dict[str, Any]]:
+    return Call("GET", f"/v1/models/{_seg(name)}/versions", _json, idempotent=True)
+
+
+def delete_model_version(name: str, version: str) -> Call[None]:
+    return Call("DELETE", _model_path("/v1", name, version), _none, idempotent=True)
+
+
+def set_alias(name: str, alias: str, version: str) -> Call[dict[str, Any]]:
+    path = f"/v1/models/{_seg(name)}/aliases/{_seg(alias)}"
+    return Call("PUT", path, _json, idempotent=True, **_json_body({"version": version}))
+
+
+def delete_alias(name: str, alias: str) -> Call[None]:
+    return Call("DELETE", f"/v1/models/{_seg(name)}/aliases/{_seg(alias)}", _none, idempotent=True)
+
+
+def set_model_access(name: str, restricted: bool, version: str | None = None) -> Call[dict[str, Any]]:
+    path = _model_path("/v1", name, version) + "/access"
+    return Call("PUT", path, _json, idempotent=True, **_json_body({"restricted": restricted}))
+
+
+def repository_index(ready: bool = False) -> Call[list[dict[str, Any]]]:
+    # A POST by the protocol, but a read.
+    return Call("POST", "/v2/repository/index", _json, idempotent=True, **_json_body({"ready": ready}))
+
+
+def load_model(name: str) -> Call[None]:
+    return Call("POST", f"/v2/repository/models/{_seg(name)}/load", _none, idempotent=True)
+
+
+def unload_model(name: str) -> Call[None]:
+    return Call("POST", f"/v2/repository/models/{_seg(name)}/unload", _none, idempotent=True)
 
 
 # -- administration (the admin scope) ------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""``modelgate``: log in once, then predict, list models, read usage and create service accounts.
+"""``modelgate``: log in once, then predict, list and upload models, read usage and create service accounts.
 
 Credentials: the session ``modelgate login`` stored, or a service account's
 ``MODELGATE_CLIENT_ID`` and ``MODELGATE_CLIENT_SECRET``. Output is a table, or JSON with ``--json``.
@@ -126,6 +126,47 @@ def cmd_models(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_models_upload(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        created = client.upload_model(
+            args.name, args.file, version=args.version, sample=args.sample, description=args.description,
+            trust=args.trust, default=not args.no_default, restricted=args.restricted,
+        )  # fmt: skip
+    row = {**created, "model_sha256": created.get("metadata", {}).get("model_sha256")}
+    _emit(args, created, [row], ["name", "version", "task", "default_version", "required_scope", "model_sha256"])
+    return 0
+
+
+def cmd_models_versions(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        listing = client.model_versions(args.name)
+    aliases = listing.get("aliases", {})
+    rows = [
+        {**v, "aliases": sorted(a for a, target in aliases.items() if target == v["version"]) or None}
+        for v in listing.get("versions", [])
+    ]
+    _emit(args, listing, rows, ["version", "aliases", "task", "created_at", "restricted", "description"])
+    if not args.json:
+        for failed in listing.get("failed", []):
+            print(f"warning: version {failed['version']} failed to load: {failed['error']}", file=sys.stderr)
+    return 0
+
+
+def cmd_models_delete(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        client.delete_model_version(args.name, args.version)
+    result = {"name": args.name, "version": args.version, "deleted": True}
+    _emit(args, result, [result], ["name", "version", "deleted"])
+    return 0
+
+
+def cmd_models_alias(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        moved = client.set_alias(args.name, args.alias, args.version)
+    _emit(args, moved, [moved], ["name", "alias", "version"])
+    return 0
+
+
 def cmd_usage(args: argparse.Namespace) -> int:
     with _client(args) as client:
         usage = client.usage(window_seconds=args.window)
@@ -244,12 +285,19 @@ def _only_model(client: Client) -> str:
     return names[0]
 
 
-def parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
+def _common_options(options: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    options.add_argument(
         "--base-url", help=f"the gateway's URL (default: ${BASE_URL_ENV}, the login's, {DEFAULT_BASE_URL})"
     )
-    common.add_argument("--json", action="store_true", help="JSON output instead of a table")
+    options.add_argument("--json", action="store_true", help="JSON output instead of a table")
+    return options
+
+
+def parser() -> argparse.ArgumentParser:
+    common = _common_options(argparse.ArgumentParser(add_help=False))
+    # Under `models`, which has the options too: no defaults here, or `models --json versions X`
+    # would lose its --json to this level's default.
+    again = _common_options(argparse.ArgumentParser(add_help=False, argument_default=argparse.SUPPRESS))
     top = argparse.ArgumentParser(prog="modelgate", description=__doc__)
     commands = top.add_subparsers(dest="command", required=True)
 
@@ -259,7 +307,34 @@ def parser() -> argparse.ArgumentParser:
     login.add_argument("--scope", action="append", help="ask for this scope only (repeatable), e.g. admin")
     login.set_defaults(run=cmd_login)
     commands.add_parser("logout", parents=[common], help="end the stored session").set_defaults(run=cmd_logout)
-    commands.add_parser("models", parents=[common], help="list the models").set_defaults(run=cmd_models)
+    models = commands.add_parser("models", parents=[common], help="list the models; manage them (admin)")
+    models.set_defaults(run=cmd_models)
+    manage = models.add_subparsers(dest="models_command", metavar="{upload,versions,delete,alias}")
+    upload = manage.add_parser("upload", parents=[again], help="upload a skops file as a new version")
+    upload.add_argument("name", help="model name (created if new)")
+    upload.add_argument("file", help="the estimator saved with skops.io.dump")
+    upload.add_argument("--version", help="version name (default: the next integer)")
+    upload.add_argument("--sample", metavar="CSV", help="rows with a header: their types, and rows it must predict")
+    upload.add_argument(
+        "--trust", action="append", default=[], metavar="TYPE",
+        help="a type outside skops' trusted set that you reviewed (repeatable)",
+    )  # fmt: skip
+    upload.add_argument("--no-default", action="store_true", help="leave the default version as it is")
+    upload.add_argument("--restricted", action="store_true", help="require the scope predict:NAME")
+    upload.add_argument("--description", default="", metavar="TEXT", help="free text kept in the metadata")
+    upload.set_defaults(run=cmd_models_upload)
+    versions = manage.add_parser("versions", parents=[again], help="a model's versions and aliases")
+    versions.add_argument("name")
+    versions.set_defaults(run=cmd_models_versions)
+    delete = manage.add_parser("delete", parents=[again], help="remove a version (no alias may point at it)")
+    delete.add_argument("name")
+    delete.add_argument("version")
+    delete.set_defaults(run=cmd_models_delete)
+    alias = manage.add_parser("alias", parents=[again], help="point an alias at a version ('default' too)")
+    alias.add_argument("name")
+    alias.add_argument("alias")
+    alias.add_argument("version")
+    alias.set_defaults(run=cmd_models_alias)
 
     predict = commands.add_parser("predict", parents=[common], help="predict a CSV file (header row first)")
     predict.add_argument("file")

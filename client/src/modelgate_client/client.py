@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from types import TracebackType
@@ -18,7 +18,7 @@ from typing import Any, Literal, Self, TypeVar, overload
 import httpx
 
 from . import api
-from .api import Call, CsvSource
+from .api import Call, CsvSource, ModelSource, SampleSource
 from .auth import DEFAULT_REFRESH_MARGIN_SECONDS, ClientCredentials, Credentials, PasswordLogin, TokenAuth
 from .errors import ModelgateError, RateLimited, ServerError, TransportError, error_for
 
@@ -189,6 +189,64 @@ class Client(_Base):
         """The signed-in user (``id`` is every token's ``sub``)."""
         return self._run(api.me())
 
+    # model management (admin)
+    def upload_model(
+        self,
+        name: str,
+        file: ModelSource,
+        *,
+        version: str | None = None,
+        sample: SampleSource | None = None,
+        description: str = "",
+        trust: Sequence[str] = (),
+        default: bool = True,
+        restricted: bool = False,
+        sha256: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a skops file (a path or bytes) as a new version of ``name`` (created if new);
+        the answer is the version's detail, as ``model(name, version)`` gives it. ``sample``: CSV
+        rows (a path, bytes or a DataFrame) the types are read from and the model must predict.
+        ``trust``: types outside skops' trusted set that you reviewed. ``default=False`` leaves the
+        default version alone; ``restricted`` requires the scope ``predict:<name>``. The file's
+        sha256 is sent with it (or ``sha256``, when given): the server refuses a different file."""
+        call = api.upload_model(
+            name, file, version=version, sample=sample, description=description, trust=trust,
+            default=default, restricted=restricted, sha256=sha256,
+        )  # fmt: skip
+        return self._run(call)
+
+    def model_versions(self, name: str) -> dict[str, Any]:
+        """Every version with its hash and access, the aliases, and the versions that failed to load."""
+        return self._run(api.model_versions(name))
+
+    def delete_model_version(self, name: str, version: str) -> None:
+        """Conflict while an alias points at the version: move the alias first."""
+        self._run(api.delete_model_version(name, version))
+
+    def set_alias(self, name: str, alias: str, version: str) -> dict[str, Any]:
+        """Point ``alias`` at ``version``; the alias ``default`` moves the default version."""
+        return self._run(api.set_alias(name, alias, version))
+
+    def delete_alias(self, name: str, alias: str) -> None:
+        self._run(api.delete_alias(name, alias))
+
+    def set_model_access(self, name: str, restricted: bool, *, version: str | None = None) -> dict[str, Any]:
+        """Require the scope ``predict:<name>`` for the model (or one version), or stop requiring it."""
+        return self._run(api.set_model_access(name, restricted, version))
+
+    def repository_index(self, *, ready: bool = False) -> list[dict[str, Any]]:
+        """V2 repository: every version this token may use, with its state (an admin also sees
+        unloaded and failed ones, unless ``ready``)."""
+        return self._run(api.repository_index(ready))
+
+    def load_model(self, name: str) -> None:
+        """V2 repository: serve the model again on every replica."""
+        self._run(api.load_model(name))
+
+    def unload_model(self, name: str) -> None:
+        """V2 repository: stop serving the model on every replica (its files stay)."""
+        self._run(api.unload_model(name))
+
     # administration
     def users(self, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return self._run(api.users(limit, offset))
@@ -309,6 +367,49 @@ class AsyncClient(_Base):
 
     async def me(self) -> dict[str, Any]:
         return await self._run(api.me())
+
+    async def upload_model(
+        self,
+        name: str,
+        file: ModelSource,
+        *,
+        version: str | None = None,
+        sample: SampleSource | None = None,
+        description: str = "",
+        trust: Sequence[str] = (),
+        default: bool = True,
+        restricted: bool = False,
+        sha256: str | None = None,
+    ) -> dict[str, Any]:
+        call = api.upload_model(
+            name, file, version=version, sample=sample, description=description, trust=trust,
+            default=default, restricted=restricted, sha256=sha256,
+        )  # fmt: skip
+        return await self._run(call)
+
+    async def model_versions(self, name: str) -> dict[str, Any]:
+        return await self._run(api.model_versions(name))
+
+    async def delete_model_version(self, name: str, version: str) -> None:
+        await self._run(api.delete_model_version(name, version))
+
+    async def set_alias(self, name: str, alias: str, version: str) -> dict[str, Any]:
+        return await self._run(api.set_alias(name, alias, version))
+
+    async def delete_alias(self, name: str, alias: str) -> None:
+        await self._run(api.delete_alias(name, alias))
+
+    async def set_model_access(self, name: str, restricted: bool, *, version: str | None = None) -> dict[str, Any]:
+        return await self._run(api.set_model_access(name, restricted, version))
+
+    async def repository_index(self, *, ready: bool = False) -> list[dict[str, Any]]:
+        return await self._run(api.repository_index(ready))
+
+    async def load_model(self, name: str) -> None:
+        await self._run(api.load_model(name))
+
+    async def unload_model(self, name: str) -> None:
+        await self._run(api.unload_model(name))
 
     async def users(self, *, limit: int = 100, offset: int = 0) -> dict[str, Any]:
         return await self._run(api.users(limit, offset))

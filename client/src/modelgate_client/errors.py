@@ -6,6 +6,7 @@ client secret never reaches an exception's message or repr.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import httpx
@@ -13,6 +14,8 @@ import httpx
 REQUEST_ID_HEADER = "X-Request-ID"
 # A server's text is bounded in a message: a 422's list of problems can be long.
 MAX_MESSAGE_CHARS = 500
+# An error code (invalid_grant, insufficient_scope, ...), as opposed to a sentence.
+ERROR_CODE = re.compile(r"[a-z][a-z0-9_]*")
 
 
 class ModelgateError(Exception):
@@ -100,11 +103,15 @@ def retry_after_seconds(response: httpx.Response) -> float | None:
 
 def _code_and_message(body: Any, response: httpx.Response) -> tuple[str | None, str, Any]:
     """The error code, message and details of any of the stack's error bodies:
-    ``{"error", "detail"}``, RFC 6749 ``{"error", "error_description"}``, FastAPI ``{"detail": ...}``."""
+    ``{"error", "detail"}``, RFC 6749 ``{"error", "error_description"}``, FastAPI ``{"detail": ...}``,
+    V2 ``{"error": "..."}``."""
     if not isinstance(body, dict):
         return None, response.reason_phrase or f"HTTP {response.status_code}", None
     code = body.get("error") if isinstance(body.get("error"), str) else None
     detail = body.get("error_description", body.get("detail"))
+    if detail is None and code is not None and not ERROR_CODE.fullmatch(code):
+        # The Open Inference Protocol's {"error": "unknown model 'x'"}: a message, not a code.
+        return None, code, None
     if isinstance(detail, str):
         return code, detail, None
     if isinstance(detail, list):

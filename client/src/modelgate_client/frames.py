@@ -49,6 +49,13 @@ def instances(rows: object) -> tuple[list[Any], Shape]:
     return list(rows), Shape.RECORDS
 
 
+def frame_csv(rows: object) -> bytes | None:
+    """A DataFrame as CSV with its header row and without its index; None for anything else."""
+    if not _is_frame(rows):
+        return None
+    return str(rows.to_csv(index=False)).encode()  # type: ignore[attr-defined]
+
+
 def dumps(payload: object) -> bytes:
     """JSON for a request body; numpy scalars become plain numbers."""
     return json.dumps(payload, default=_plain, allow_nan=False, separators=(",", ":")).encode()
