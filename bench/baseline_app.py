@@ -1,9 +1,10 @@
 """The ceiling: a bare single-process FastAPI app that predicts with the same model file.
 
 No auth, no rate limit, no request log, one hop. It accepts the same V1 body as the
-inference service so the same wrk load drives both, and predicts the way inference does
-(``fast_linear``'s compiled ``predict_proba`` when it applies, else the estimator's), so the
-comparison measures what the platform adds around the model, not two ways of computing it.
+inference service so the same wrk load drives both, loads the model with the service's own
+``load_registry`` and predicts the way inference does (``fast_linear``'s compiled
+``predict_proba`` when it applies, else the estimator's), so the comparison measures what the
+platform adds around the model, not two ways of computing it.
 Started by the bench as ``python -m uvicorn bench.baseline_app:create_app --factory`` with
 ``BENCH_MODEL_DIR`` set.
 """
@@ -16,7 +17,6 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, HTTPException
-from inference_service.fast_linear import compile_predict_proba
 from pydantic import BaseModel, Field
 
 from .model_file import load
@@ -31,7 +31,7 @@ class PredictRequest(BaseModel):
 def create_app(model_dir: Path | None = None) -> FastAPI:
     directory = model_dir or Path(os.environ[MODEL_DIR_ENV])
     model = load(directory)  # once, at start
-    predict_proba = compile_predict_proba(model.estimator, len(model.features)) or model.estimator.predict_proba
+    predict_proba = model.fast_proba or model.estimator.predict_proba
     keys = [str(c) for c in model.classes]
     app = FastAPI(title="bench baseline", docs_url=None, redoc_url=None, openapi_url=None)
 

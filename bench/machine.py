@@ -7,8 +7,9 @@ import platform
 from importlib import metadata
 from pathlib import Path
 
-PACKAGES = ("fastapi", "uvicorn", "starlette", "pydantic", "scikit-learn", "numpy", "skops", "httpx", "redis",
-            "sqlalchemy", "asyncpg", "python-jose", "bcrypt", "libpass", "uvloop", "httptools", "orjson")  # fmt: skip
+PACKAGES = ("fastapi", "uvicorn", "starlette", "pydantic", "scikit-learn", "numpy", "pandas", "skops", "httpx",
+            "redis", "sqlalchemy", "asyncpg", "python-jose", "bcrypt", "libpass", "uvloop", "httptools",
+            "orjson")  # fmt: skip
 
 
 def cpu_model() -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Mapping, Sequence
 from urllib.parse import urlencode
 
 import numpy as np
@@ -38,9 +39,13 @@ def _compact(value: object) -> bytes:
     return json.dumps(value, separators=(",", ":")).encode()
 
 
-def v1_predict(count: int = 1) -> bytes:
-    instances = [dict(zip(FEATURES, row, strict=True)) for row in rows(count)]
+def v1_records(instances: Sequence[Mapping[str, object]]) -> bytes:
+    """A V1 predict body: ``{"instances": [...]}``, records keyed by feature name."""
     return _compact({"instances": instances})
+
+
+def v1_predict(count: int = 1) -> bytes:
+    return v1_records([dict(zip(FEATURES, row, strict=True)) for row in rows(count)])
 
 
 def v2_infer(input_name: str = "input-0") -> bytes:

@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .rollout import ROLLOUT_HEADERS, Rollout, table_rows
 from .targets import LogIngest, Target
 from .wrk import WrkResult
 
@@ -81,6 +82,12 @@ class InProcess:
     rows_per_call: int
     calls: int
     seconds: float
+    # "batch": the default model's predict_proba, which the batch targets compare with.
+    key: str = "batch"
+    label: str = ""
+    # This process's CPU time over the measured calls, and the pinned CPU's busy time by anyone.
+    cpu_s: float | None = None
+    core_busy_s: float | None = None
 
     @property
     def rows_per_s(self) -> float:
@@ -89,7 +96,7 @@ class InProcess:
     def cells(self) -> list[str]:
         per_call_ms = 1000 * self.seconds / self.calls
         return [
-            f"in-process predict_proba {self.rows_per_call:,} rows",
+            self.label or f"in-process predict_proba {self.rows_per_call:,} rows",
             "1",
             f"{self.calls / self.seconds:,.1f}",
             f"{self.rows_per_s:,.0f}",
@@ -101,8 +108,13 @@ class InProcess:
         ]
 
     def to_dict(self) -> dict[str, object]:
-        return {"rows_per_call": self.rows_per_call, "calls": self.calls, "seconds": self.seconds,
-                "rows_per_s": round(self.rows_per_s, 1)}  # fmt: skip
+        return {"key": self.key, "label": self.cells()[0], "rows_per_call": self.rows_per_call, "calls": self.calls,
+                "seconds": self.seconds, "rows_per_s": round(self.rows_per_s, 1),
+                "ms_per_call": round(1000 * self.seconds / self.calls, 4),
+                "cpu_ms_per_call": None if self.cpu_s is None else round(1000 * self.cpu_s / self.calls, 4),
+                "cpu_busy": None if self.cpu_s is None else round(self.cpu_s / self.seconds, 3),
+                "pinned_cpu_busy_all": None if self.core_busy_s is None else round(self.core_busy_s / self.seconds, 3),
+                }  # fmt: skip
 
 
 def _rows(measurements: Sequence[Measurement], inprocess: Sequence[InProcess]) -> list[list[str]]:
@@ -128,28 +140,43 @@ def markdown_table(measurements: Sequence[Measurement], inprocess: Sequence[InPr
 
 
 CPU_GROUPS = ("baseline", "gateway", "inference", "auth", "redis", "postgres")
+# The bench process itself, for the in-process rows (CPU time per call, not per request).
+IN_PROCESS = "in-process"
 
 
-def _cpu_rows(measurements: Sequence[Measurement]) -> tuple[list[str], list[list[str]]]:
+def _cpu_rows(
+    measurements: Sequence[Measurement], inprocess: Sequence[InProcess] = ()
+) -> tuple[list[str], list[list[str]]]:
+    timed = [i for i in inprocess if i.cpu_s is not None and i.calls]
     groups = [g for g in CPU_GROUPS if any(g in m.cpu_s for m in measurements)]
+    groups += [IN_PROCESS] if timed else []
     headers = ["scenario", "c", *groups, "total", "servers busy", "CPU busy (all)"]
     rows = []
     for m in measurements:
         per = m.cpu_ms_per_request()
         if not per:
             continue
-        busy, core = m.server_busy(), m.core_busy()
-        rows.append(
-            [m.label, str(m.concurrency)]
-            + [f"{per[g]:.3f}" if g in per else "" for g in groups]
-            + [f"{sum(per.values()):.3f}", f"{100 * busy:.0f}%" if busy is not None else ""]
-            + [f"{100 * core:.0f}%" if core is not None else ""]
-        )
+        rows.append([m.label, str(m.concurrency)] + [f"{per[g]:.3f}" if g in per else "" for g in groups]
+                    + _busy_cells(sum(per.values()), m.server_busy(), m.core_busy()))  # fmt: skip
+    for i in timed:
+        assert i.cpu_s is not None
+        per_call = 1000 * i.cpu_s / i.calls
+        core = None if i.core_busy_s is None else i.core_busy_s / i.seconds
+        rows.append([i.cells()[0], "1"] + [f"{per_call:.3f}" if g == IN_PROCESS else "" for g in groups]
+                    + _busy_cells(per_call, i.cpu_s / i.seconds, core))  # fmt: skip
     return headers, rows
 
 
-def cpu_text_table(measurements: Sequence[Measurement]) -> str:
-    headers, rows = _cpu_rows(measurements)
+def _busy_cells(total_ms: float, busy: float | None, core: float | None) -> list[str]:
+    return [
+        f"{total_ms:.3f}",
+        f"{100 * busy:.0f}%" if busy is not None else "",
+        f"{100 * core:.0f}%" if core is not None else "",
+    ]
+
+
+def cpu_text_table(measurements: Sequence[Measurement], inprocess: Sequence[InProcess] = ()) -> str:
+    headers, rows = _cpu_rows(measurements, inprocess)
     if not rows:
         return ""
     table = [headers, *rows]
@@ -160,12 +187,28 @@ def cpu_text_table(measurements: Sequence[Measurement]) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
-def cpu_markdown_table(measurements: Sequence[Measurement]) -> str:
-    headers, rows = _cpu_rows(measurements)
+def cpu_markdown_table(measurements: Sequence[Measurement], inprocess: Sequence[InProcess] = ()) -> str:
+    headers, rows = _cpu_rows(measurements, inprocess)
     if not rows:
         return ""
     lines = ["| " + " | ".join(headers) + " |", "|" + "|".join(["---"] + ["---:"] * (len(headers) - 1)) + "|"]
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def rollout_text(rollout: Rollout) -> str:
+    table = [list(ROLLOUT_HEADERS), *table_rows(rollout)]
+    widths = [max(len(r[i]) for r in table) for i in range(len(ROLLOUT_HEADERS))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths, strict=True)))
+             for r in table]  # fmt: skip
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    return "\n".join([*(line.rstrip() for line in lines), rollout.summary()])
+
+
+def rollout_markdown(rollout: Rollout) -> str:
+    rule = "|" + "|".join(["---"] + ["---:"] * (len(ROLLOUT_HEADERS) - 1)) + "|"
+    lines = ["| " + " | ".join(row) + " |" for row in [list(ROLLOUT_HEADERS), *table_rows(rollout)]]
+    summary = rollout.summary()
+    return "\n".join([lines[0], rule, *lines[1:], "", summary[:1].upper() + summary[1:] + "."])
 
 
 def targets_text(targets: Sequence[Target]) -> str:
@@ -185,6 +228,7 @@ def markdown(
     targets: Sequence[Target],
     log_ingest: LogIngest | None,
     context: dict[str, object],
+    rollout: Rollout | None = None,
 ) -> str:
     machine = context["machine"]
     assert isinstance(machine, dict)
@@ -213,15 +257,18 @@ def markdown(
         "every backend. 'servers busy' is the share of the pinned server CPU the servers used; "
         "'CPU busy (all)' is how busy that CPU was with anything (/proc/stat): the gap is other work "
         "on the machine. Servers near 100% means CPU-bound; all near 100% with servers well below "
-        "means something else took the CPU.",
+        "means something else took the CPU. In-process rows: the bench's own CPU per call, pinned to "
+        "the same CPU; their 'servers busy' is the share of the wall time the bench process ran.",
         "",
-        cpu_markdown_table(measurements),
+        cpu_markdown_table(measurements, inprocess),
         "",
         "## Targets",
         "",
         *[f"- {t.describe()}" for t in targets],
         "",
     ]
+    if rollout is not None:
+        out += ["## Rollout: upload to first prediction from the new version", "", rollout_markdown(rollout), ""]
     if log_ingest is not None:
         out += [
             "## Log ingest",
@@ -247,6 +294,7 @@ def write(
     targets: Sequence[Target],
     log_ingest: LogIngest | None,
     context: dict[str, object],
+    rollout: Rollout | None = None,
 ) -> tuple[Path, Path]:
     results_dir.mkdir(parents=True, exist_ok=True)
     data = {
@@ -254,6 +302,7 @@ def write(
         "runs": [m.to_dict() for m in measurements],
         "inprocess": [i.to_dict() for i in inprocess],
         "log_ingest": log_ingest.to_dict() if log_ingest else None,
+        "rollout": rollout.to_dict() if rollout else None,
         "targets": [t.to_dict() for t in targets],
     }
     json_path = results_dir / f"{name}.json"
@@ -261,7 +310,12 @@ def write(
     md_path = results_dir / f"{name}.md"
     md_path.write_text(
         markdown(
-            measurements=measurements, inprocess=inprocess, targets=targets, log_ingest=log_ingest, context=context
+            measurements=measurements,
+            inprocess=inprocess,
+            targets=targets,
+            log_ingest=log_ingest,
+            context=context,
+            rollout=rollout,
         )
     )
     return json_path, md_path

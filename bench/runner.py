@@ -8,8 +8,9 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 
 import httpx
@@ -17,7 +18,7 @@ import psutil
 from modelgate_shared.stack import Stack, StackError
 from modelgate_shared.testing import training_data_source
 
-from . import cpu_usage, machine, pinning, report, stack_setup
+from . import byo_models, cpu_usage, machine, pinning, report, rollout, stack_setup
 from .scenarios import Bench, Options, Outcome, ScenarioError
 from .targets import evaluate
 from .wrk import ensure_wrk, wrk_version
@@ -91,6 +92,16 @@ def _context(
             "training_data": training_data_source(),
             "extra_stack_env": dict(options.stack_env) or "none",
             "profiled": list(options.profile) or "no",
+            "byo_models": {
+                s: f"{m.name}: {m.description}" for s, m in byo_models.MODELS.items() if s in options.scenarios
+            }
+            or "none",
+            "rollout": (
+                f"model {rollout.MODEL!r}: {rollout.SPEC.description}; uploaded through the gateway with an "
+                "admin token (MODELGATE_ADMIN_USERNAME/_PASSWORD set for this run)"
+                if "rollout" in options.scenarios
+                else "none"
+            ),
         },
         "loadavg_start": load_start,
         "loadavg_end": os.getloadavg(),
@@ -104,6 +115,9 @@ def run(options: Options) -> Outcome:
     bench = Bench(options, wrk, plan)
     outcome = bench.outcome
     needs_stack = any(s != "baseline" for s in options.scenarios)
+    byo = [byo_models.MODELS[s] for s in options.scenarios if s in byo_models.MODELS]
+    # Uploading versions takes the admin scope: an admin user only for the scenario that needs one.
+    admin = stack_setup.new_user("bench-admin") if "rollout" in options.scenarios else None
     started = datetime.now(UTC)
     host = machine.machine()  # before this process narrows its own CPU affinity
     # Other work on the machine skews every number: record how busy it was.
@@ -116,8 +130,13 @@ def run(options: Options) -> Outcome:
         stack: Stack | None = None
         try:
             if needs_stack:
-                stack = stack_setup.make_stack(state, dict(options.stack_env))
+                stack = stack_setup.make_stack(state, dict(options.stack_env), admin)
                 _, env_note = stack_setup.bench_env()
+                if byo:
+                    # Before start: inference loads its model directory once, at start-up; the
+                    # launcher still trains the default model into it (it looks for its own name).
+                    print(f"bench: registering {', '.join(m.name for m in byo)} ...", flush=True)
+                    byo_models.register(stack.model_dir, byo)
                 print(f"bench: starting the stack in {state} ...", flush=True)
                 with pinning.pinned(plan.server_cpu):
                     stack.start()
@@ -147,18 +166,21 @@ def run(options: Options) -> Outcome:
                 with _guard(outcome, "sign-up"):
                     user = stack_setup.sign_up(stack.gateway_url)
             if stack is not None and user is not None:
-                steps = {
+                steps: dict[str, Callable[[str], None]] = {
                     "inference_direct": lambda t: bench.inference_direct(stack, t),
                     "secured": lambda t: bench.secured(stack, t),
                     "v2": lambda t: bench.v2(stack, t),
                     "batch": lambda t: bench.batch(stack, t),
+                    **{m.scenario: partial(bench.byo, stack, scenario=m.scenario) for m in byo},
+                    "rollout": lambda t: bench.rollout(stack, t),
                     "login_storm": lambda t: bench.login_storm(stack, user, t),
                 }
                 for name, step in steps.items():
                     if name in options.scenarios:
                         print(f"bench: {name}", flush=True)
                         with _guard(outcome, name):
-                            step(stack_setup.access_token(stack.gateway_url, user))
+                            who = admin if name == "rollout" and admin is not None else user
+                            step(stack_setup.access_token(stack.gateway_url, who))
             if stack is not None and (dead := stack.check_alive()):
                 outcome.problems.append(f"{dead.name} exited with {dead.process.returncode} during the run")
         except StackError as exc:
@@ -171,7 +193,7 @@ def run(options: Options) -> Outcome:
 
     outcome.targets = evaluate(
         outcome.runs(),
-        {i.rows_per_call: i.rows_per_s for i in outcome.inprocess},
+        {i.rows_per_call: i.rows_per_s for i in outcome.inprocess if i.key == "batch"},
         outcome.log_ingest,
         {(m.key, m.concurrency): sum(per.values()) for m in outcome.measurements if (per := m.cpu_ms_per_request())},
     )
@@ -186,11 +208,16 @@ def run(options: Options) -> Outcome:
         targets=outcome.targets,
         log_ingest=outcome.log_ingest,
         context=context,
+        rollout=outcome.rollout,
     )
     print()
-    print(report.text_table(outcome.measurements, outcome.inprocess))
-    print()
-    if cpu_table := report.cpu_text_table(outcome.measurements):
+    if outcome.measurements or outcome.inprocess:
+        print(report.text_table(outcome.measurements, outcome.inprocess))
+        print()
+    if outcome.rollout is not None:
+        print(report.rollout_text(outcome.rollout))
+        print()
+    if cpu_table := report.cpu_text_table(outcome.measurements, outcome.inprocess):
         print("server CPU per request (ms), from /proc accounting:")
         print(cpu_table)
         print()

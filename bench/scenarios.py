@@ -3,19 +3,36 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import httpx
 from modelgate_shared.stack import Stack
 
-from . import baseline_server, cpu_usage, inprocess, model_file, payloads, pinning, profiling, report, stack_setup
+from . import (
+    baseline_server,
+    byo_models,
+    cpu_usage,
+    inprocess,
+    model_file,
+    payloads,
+    pinning,
+    profiling,
+    report,
+    rollout,
+    stack_setup,
+)
 from .targets import LogIngest, Target
 from .wrk import Load, WrkResult, WrkRun
 
-SCENARIOS = ("baseline", "inference_direct", "secured", "v2", "batch", "login_storm")
+SCENARIOS = (
+    "baseline", "inference_direct", "secured", "v2", "batch", "byo_mixed", "byo_forest", "rollout", "login_storm",
+)  # fmt: skip
 BATCH_SIZES = (100, 10_000)
+BYO_SIZES = (1, 10_000)
 JSON = "application/json"
 FORM = "application/x-www-form-urlencoded"
 PREDICT_PATH = "/v1/models/diabetes/predict"
@@ -46,6 +63,7 @@ class Outcome:
     measurements: list[report.Measurement] = field(default_factory=list)
     inprocess: list[report.InProcess] = field(default_factory=list)
     log_ingest: LogIngest | None = None
+    rollout: rollout.Rollout | None = None
     targets: list[Target] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     affinity: dict[str, list[int]] = field(default_factory=dict)
@@ -161,10 +179,66 @@ class Bench:
             # Same CPU as the servers (idle now), so the ratio compares like with like.
             with pinning.pinned(self.plan.server_cpu):
                 result = inprocess.measure(
-                    model.estimator, payloads.matrix(size), self.options.duration, self.options.warmup
-                )
+                    model.estimator, payloads.matrix(size), self.options.duration, self.options.warmup,
+                    cpu=self.plan.server_cpu,
+                )  # fmt: skip
             self.outcome.inprocess.append(result)
             print(f"  in-process predict_proba {size:,} rows: {result.rows_per_s:,.0f} rows/s", flush=True)
+
+    def byo(self, stack: Stack, token: str, scenario: str) -> None:
+        """A registered bring-your-own model: 1 and 10,000 rows through the gateway (V1 JSON
+        records), then the same rows in-process, parsed and predicted by inference's own code."""
+        spec = byo_models.MODELS[scenario]
+        model = model_file.load(stack.model_dir, spec.name)
+        for size in BYO_SIZES:
+            body = byo_models.v1_predict(spec, size)
+            rows = "1 row" if size == 1 else f"{size:,} rows"
+            load = Load(f"{stack.gateway_url}{spec.predict_path}", "POST", body, JSON, token)
+            self.scenario(f"{scenario}_{size}", f"{spec.label}: {rows} via gateway, V1 JSON", load, size)
+            instances = json.loads(body)["instances"]
+            timed = (
+                ("parse_predict", f"in-process {spec.label}: records_input + predict, {rows}",
+                 partial(byo_models.parse_and_predict, model, instances)),
+                ("body_to_answer", f"in-process {spec.label}: JSON body to answer, {rows}",
+                 partial(byo_models.body_to_answer, model, body)),
+            )  # fmt: skip
+            for kind, label, call in timed:
+                # Same CPU as the servers (idle now), so the ratio compares like with like.
+                with pinning.pinned(self.plan.server_cpu):
+                    result = inprocess.repeat(
+                        call, size, self.options.duration, self.options.warmup,
+                        cpu=self.plan.server_cpu, key=f"{scenario}_{kind}", label=label,
+                    )  # fmt: skip
+                self.outcome.inprocess.append(result)
+                cpu_ms = 1000 * (result.cpu_s or 0.0) / result.calls
+                print(f"  {label:<60} {result.rows_per_s:12,.0f} rows/s  CPU {cpu_ms:8.3f} ms/call", flush=True)
+
+    def rollout(self, stack: Stack, admin_token: str) -> None:
+        """Upload the mixed pipeline as a new default version, round after round, and time how
+        soon predictions come from it (``bench/rollout.py``). The first upload creates the model
+        and is never measured; more rounds warm up for --warmup seconds, then rounds run for
+        --duration seconds (at least MIN_ROUNDS, at most MAX_ROUNDS)."""
+        body = rollout.mixed_upload()
+        predict_body = byo_models.v1_predict(rollout.SPEC, 1)
+        headers = {"Authorization": f"Bearer {admin_token}"}
+        with httpx.Client(base_url=stack.gateway_url, headers=headers, timeout=60) as client:
+            start = time.monotonic()
+            created = rollout.run_round(client, body, predict_body)
+            while time.monotonic() - start < self.options.warmup:
+                rollout.run_round(client, body, predict_body)
+            rounds: list[rollout.Round] = []
+            before, start = self.groups.snapshot(), time.monotonic()
+            while len(rounds) < rollout.MAX_ROUNDS and (
+                len(rounds) < rollout.MIN_ROUNDS or time.monotonic() - start < self.options.duration
+            ):
+                rounds.append(rollout.run_round(client, body, predict_body))
+            cpu = cpu_usage.spent(before, self.groups.snapshot())
+        result = rollout.Rollout(tuple(rounds), len(body.content), cpu)
+        self.outcome.rollout = result
+        print(f"  model {rollout.MODEL!r} created as version {created.version}; measured versions "
+              f"{rounds[0].version}-{rounds[-1].version}", flush=True)  # fmt: skip
+        for line in report.rollout_text(result).splitlines():
+            print(f"  {line}", flush=True)
 
     def login_storm(self, stack: Stack, user: stack_setup.BenchUser, token: str) -> None:
         storm = Load(f"{stack.gateway_url}/auth/token", "POST", payloads.login_form(user.username, user.password), FORM)

@@ -48,7 +48,9 @@ def bench_env() -> tuple[dict[str, str], list[str]]:
     return env, [note]
 
 
-def make_stack(state_dir: Path, extra: dict[str, str] | None = None) -> Stack:
+def make_stack(state_dir: Path, extra: dict[str, str] | None = None, admin: BenchUser | None = None) -> Stack:
+    """The launcher's stack with the bench's env; with ``admin``, auth creates that admin user at
+    start (the launcher contract's MODELGATE_ADMIN_USERNAME/_PASSWORD)."""
     settings = StackSettings(
         state_dir=state_dir,
         gateway_port=free_port(),
@@ -57,6 +59,8 @@ def make_stack(state_dir: Path, extra: dict[str, str] | None = None) -> Stack:
         training_data=training_data_source(),
     )
     env, _ = bench_env()
+    if admin is not None:
+        env |= {"MODELGATE_ADMIN_USERNAME": admin.username, "MODELGATE_ADMIN_PASSWORD": admin.password}
     return Stack(settings, ephemeral=True, log_to_files=True, extra_env={**env, **(extra or {})})
 
 
@@ -66,8 +70,13 @@ class BenchUser:
     password: str
 
 
+def new_user(prefix: str = "bench") -> BenchUser:
+    """A name and password of this run only (the stack is ephemeral)."""
+    return BenchUser(f"{prefix}-{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}")
+
+
 def sign_up(gateway_url: str) -> BenchUser:
-    user = BenchUser(f"bench-{uuid.uuid4().hex[:10]}", f"pw-{uuid.uuid4().hex}")
+    user = new_user()
     response = httpx.post(
         f"{gateway_url}/auth/users",
         json={"username": user.username, "password": user.password, "email": f"{user.username}@example.com"},

@@ -1,4 +1,6 @@
-from bench.report import InProcess, Measurement, markdown_table, text_table
+import re
+
+from bench.report import InProcess, Measurement, cpu_text_table, markdown_table, text_table
 from bench.wrk import WrkResult
 
 
@@ -24,3 +26,16 @@ def test_markdown_table_has_one_row_per_measurement() -> None:
     table = markdown_table([measurement(), measurement()], [])
     assert len(table.splitlines()) == 4
     assert all(line.startswith("|") and line.endswith("|") for line in table.splitlines())
+
+
+def cells(line: str) -> list[str]:
+    return re.split(r"\s{2,}", line.strip())
+
+
+def test_in_process_rows_show_their_own_cpu_per_call() -> None:
+    ceiling = InProcess(rows_per_call=10_000, calls=20, seconds=2.0, label="in-process x", cpu_s=1.5, core_busy_s=1.9)
+    header, _, row = cpu_text_table([measurement()], [ceiling]).splitlines()
+    assert cells(header) == ["scenario", "c", "in-process", "total", "servers busy", "CPU busy (all)"]
+    # 1.5 s of CPU over 20 calls; it ran 75% of the 2 s, the CPU was busy 95% with anything.
+    assert cells(row) == ["in-process x", "1", "75.000", "75.000", "75%", "95%"]
+    assert ceiling.to_dict()["cpu_ms_per_call"] == 75.0
