@@ -31,6 +31,7 @@ from .validation import (
 Locate = Callable[[int], tuple[tuple[str | int, ...], str]]
 
 INT64_LIMIT = 2**63
+EXACT_FLOAT_INTEGERS = 2**53
 TRUE_TEXT = frozenset({"true", "1"})
 FALSE_TEXT = frozenset({"false", "0"})
 SHOWN_CATEGORIES = 10
@@ -85,9 +86,64 @@ def _array(column: Column, values: list[Any]) -> np.ndarray:
     return out
 
 
+_NUMBERS = frozenset({int, float})
+_NUMBERS_OR_NULL = frozenset({int, float, type(None)})
+
+
+def _plain_array(column: Column, values: list[Any]) -> np.ndarray | None:
+    """The column's array when every value plainly fits, checked with whole-column operations
+    (type sets, numpy); None when any might not, and the per-value checks then name each
+    problem. Gives exactly what ``_array`` gives for the same values."""
+    types = set(map(type, values))
+    kind = column.value_type
+    if kind in (NUMBER, INTEGER):
+        if not types <= (_NUMBERS_OR_NULL if column.nullable else _NUMBERS):
+            return None
+        if kind == INTEGER and types == {int}:
+            try:
+                array = np.array(values, dtype=np.int64)
+            except OverflowError:
+                return None
+            return array if _known_categories(column, values, missing=False) else None
+        try:
+            array = np.array(values, dtype=np.float64)  # None becomes NaN
+        except (OverflowError, ValueError):
+            return None
+        missing = np.isnan(array)
+        has_missing = bool(missing.any())
+        if np.isinf(array).any() or (has_missing and not column.nullable):
+            return None
+        if kind == INTEGER:
+            present = array[~missing]
+            # Past 2**53 a float is not the integer the client sent: int() per value keeps it.
+            limit = EXACT_FLOAT_INTEGERS if int in types else INT64_LIMIT
+            if (present != np.floor(present)).any() or (np.abs(present) >= limit).any():
+                return None
+            if not has_missing:
+                array = array.astype(np.int64)
+        return array if _known_categories(column, values, missing=has_missing) else None
+    if kind == BOOLEAN:
+        return np.array(values, dtype=bool) if types == {bool} and _known_categories(column, values, False) else None
+    if types != {str} or not _known_categories(column, values, missing=False):
+        return None
+    out = np.empty(len(values), dtype=object)
+    out[:] = values
+    return out
+
+
+def _known_categories(column: Column, values: list[Any], missing: bool) -> bool:
+    if column.unknown_categories != UNKNOWN_ERROR or not column.categories:
+        return True
+    # With missing values the per-value checks decide (they skip the missing ones).
+    return not missing and column.category_set.issuperset(values)
+
+
 def convert_column(column: Column, values: list[Any], locate: Locate, errors: ProblemCollector) -> np.ndarray:
     """One column of JSON-like values, checked; problems go to ``errors`` (and then the
     array is a placeholder: the caller raises them before using it)."""
+    plain = _plain_array(column, values)
+    if plain is not None:
+        return plain
     reported = len(errors.problems)
     unparsed = False
     for row, value in enumerate(values):
