@@ -353,9 +353,39 @@ def test_a_model_error_on_client_data_is_a_422(byo_dir: Path, make_settings: Cal
 # --- V2 through a standard client, against real uvicorn -----------------------------------------
 
 
-@pytest.fixture(scope="module")
-def byo_server(byo_dir: Path, jwks_path: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    with uvicorn_server(byo_dir, jwks_path, tmp_path_factory.mktemp("byo-server") / "inference.log") as url:
+@pytest.fixture(scope="module", params=["cli", "http"], ids=["registered-by-cli", "uploaded-over-http"])
+def byo_server(
+    request: pytest.FixtureRequest,
+    byo_dir: Path,
+    model_dir: Path,
+    files: Path,
+    jwks_path: Path,
+    signer: TokenSigner,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The three models in a real uvicorn server: registered with the command line before it
+    started, or uploaded to it over HTTP while it runs."""
+    log = tmp_path_factory.mktemp("byo-server") / "inference.log"
+    if request.param == "cli":
+        with uvicorn_server(byo_dir, jwks_path, log) as url:
+            yield url
+        return
+    root = tmp_path_factory.mktemp("uploaded-models")
+    shutil.copytree(model_dir / "diabetes", root / "diabetes")
+    trust = {"applicants": [], "progression": [HGB_PREDICTOR], "iris": [TREE]}
+    with uvicorn_server(root, jwks_path, log) as url:
+        for name, types in trust.items():
+            answer = httpx.post(
+                f"http://{url}/v1/models/{name}/versions",
+                files={
+                    "file": (f"{name}.skops", (files / f"{name}.skops").read_bytes()),
+                    "sample": ("sample.csv", (files / f"{name}-sample.csv").read_bytes()),
+                    "metadata": (None, json.dumps({"trust": types})),
+                },
+                headers=signer.auth_header("admin"),
+                timeout=60,
+            )
+            assert answer.status_code == 201, answer.text
         yield url
 
 
