@@ -15,7 +15,9 @@ admin token stays good for the rest and every case of theirs still reaches past 
 Random path parameters mostly find nothing (a model or user that does not exist is a 404 long
 before any interesting code), so each operation is fuzzed with valid and invalid query and body
 while the path (and ``?version=``) names what exists: the model, its version, a user kept for the
-admin operations. Then, where it has path parameters, with everything generated.
+admin operations. Then, where it has path parameters, with everything generated. The operations
+that change what inference serves (uploads, removals, aliases, access, unload) name a model of
+their own instead, put back whenever a case removed it.
 
 The V2 ``infer`` operations read their body themselves (JSON or binary tensors), so their entry
 in the document has no body schema; the fuzzer gets the Open Inference Protocol's request schema
@@ -35,7 +37,10 @@ from typing import Any
 import httpx
 import pytest
 import requests
+import skops.io as sio
 from modelgate_shared.stack import Stack
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
 
 from ..conftest import SECRETS
 from .conftest import SECURITY_ADMIN_PASSWORD, SECURITY_ADMIN_USERNAME, SecurityReport
@@ -58,6 +63,18 @@ SEED = int(os.environ.get("MODELGATE_FUZZ_SEED", "20261001"))
 SERVICES = ("gateway", "auth", "inference")
 # Operations that end the session of whoever calls them.
 SELF_DESTRUCTIVE = {("PATCH", "/auth/users/me"), ("DELETE", "/auth/users/me")}
+# Operations that change what inference serves: they get a model of their own (``Disposable``),
+# or an admin fuzzer would unload or delete the model every other operation needs.
+MODEL_CHANGES = {
+    ("POST", "/v1/models/{name}/versions"),
+    ("DELETE", "/v1/models/{name}/versions/{version}"),
+    ("PUT", "/v1/models/{name}/aliases/{alias}"),
+    ("DELETE", "/v1/models/{name}/aliases/{alias}"),
+    ("PUT", "/v1/models/{name}/access"),
+    ("PUT", "/v1/models/{name}/versions/{version}/access"),
+    ("POST", "/v2/repository/models/{name}/load"),
+    ("POST", "/v2/repository/models/{name}/unload"),
+}
 
 
 V2_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64",
@@ -152,6 +169,34 @@ class Target:
             self.id = sign_up(self.client)[2]
 
 
+class Disposable:
+    """The model the model-changing operations' ``{name}`` names (an iris classifier made here),
+    uploaded again or reloaded whenever a case removed or unloaded it."""
+
+    NAME = "fuzzed"
+
+    def __init__(self, client: httpx.Client, admin_token: str) -> None:
+        self.client = client
+        self.headers = {"Authorization": f"Bearer {admin_token}"}
+        features, labels = load_iris(return_X_y=True)
+        self.file = sio.dumps(LogisticRegression(max_iter=500).fit(features, labels))
+        self.version = ""
+        self.after()
+
+    def after(self, *_: Any) -> None:
+        listed = self.client.get(f"/v1/models/{self.NAME}/versions", headers=self.headers)
+        if listed.status_code == 404 or not listed.json()["versions"]:
+            created = self.client.post(
+                f"/v1/models/{self.NAME}/versions", files={"file": ("fuzzed.skops", self.file)}, headers=self.headers
+            )
+            assert created.status_code == 201, created.text
+            self.version = str(created.json()["version"])
+        else:
+            self.version = str(listed.json()["versions"][0]["version"])
+            if listed.json()["unloaded"]:
+                self.client.post(f"/v2/repository/models/{self.NAME}/load", headers=self.headers)
+
+
 def sign_up(client: httpx.Client) -> tuple[str, str, str]:
     username, password = f"fuzz-{uuid.uuid4().hex[:12]}", f"pw-{uuid.uuid4().hex}"
     SECRETS.add("password", password)
@@ -189,8 +234,11 @@ class FuzzTarget:
     account: Account  # for the operations that end the caller's session
     target: Target  # the user {user_id} names
     model: tuple[str, str]  # a model that exists: name, version
+    disposable: Disposable  # the model the model-changing operations name
 
-    def path_parameters(self) -> dict[str, str]:
+    def path_parameters(self, changes_models: bool = False) -> dict[str, str]:
+        if changes_models:
+            return {"name": Disposable.NAME, "version": self.disposable.version}
         return {"name": self.model[0], "version": self.model[1], "user_id": self.target.id}
 
 
@@ -209,6 +257,7 @@ def fuzz_target(security_stack: Stack, tmp_path_factory: pytest.TempPathFactory)
             account=Account(client),
             target=Target(client),
             model=("diabetes", str(model.json()["version"])),
+            disposable=Disposable(client, admin),
         )
 
 
@@ -224,9 +273,10 @@ def reproduction(case: Any, response: requests.Response | None, error: Exception
 def fuzz_operation(operation: Any, fuzz: FuzzTarget, tally: Tally) -> None:
     label = f"{operation.method.upper()} {operation.path}"
     destructive = (operation.method.upper(), operation.path) in SELF_DESTRUCTIVE
+    changes_models = (operation.method.upper(), operation.path) in MODEL_CHANGES
     session = requests.Session()
     names = {p.name for p in operation.path_parameters}
-    existing = {k: v for k, v in fuzz.path_parameters().items() if k in names}
+    existing = {k: v for k, v in fuzz.path_parameters(changes_models).items() if k in names}
     # The model routes' optional ?version= too: a random one is a 404 before the body is read.
     version = {"version": fuzz.model[1]} if "version" in {p.name for p in operation.query} else None
     variants = [(GenerationMode.POSITIVE, existing, version), (GenerationMode.NEGATIVE, existing, version)]
@@ -263,6 +313,8 @@ def fuzz_operation(operation: Any, fuzz: FuzzTarget, tally: Tally) -> None:
                 tally.per_operation.setdefault(label, Counter())[response.status_code] += 1
                 if destructive:
                     fuzz.account.after(case, response)
+                elif changes_models:
+                    fuzz.disposable.after()
                 elif "user_id" in names:
                     fuzz.target.after(case, response)
 

@@ -108,8 +108,10 @@ def test_a_revoked_session_ends_only_that_sessions_tokens(
     sub, laptop, phone = str(uuid.uuid4()), str(uuid.uuid4()), str(uuid.uuid4())
     now = int(time.time())
     revoke(store, session_key(prefix, laptop), now + 1)
+    # iat pinned: a token issued after the clock reached now + 1 would rightly be valid.
+    laptop_token = signer.token(sub=sub, sid=laptop, iat=now, nbf=now)
     with httpx.Client(base_url=gateway) as client:
-        assert_revoked(client.get("/v1/models", headers=bearer(signer.token(sub=sub, sid=laptop))))
+        assert_revoked(client.get("/v1/models", headers=bearer(laptop_token)))
         assert client.get("/v1/models", headers=bearer(signer.token(sub=sub, sid=phone))).status_code == 200
         # A token without a sid (another issuer's, an older auth's) is checked against its subject only.
         assert client.get("/v1/models", headers=bearer(signer.token(sub=sub, sid=None))).status_code == 200

@@ -336,10 +336,20 @@ async def test_two_replicas_follow_one_directory_and_a_broken_version_never_repl
         assert created.status_code == 201
         rows = {"instances": [{"city": "lyon", "age": 52, "member": True, "income": 44_000.0}]}
 
-        async def second_serves() -> bool:
-            return (await second.post("/v1/models/applicants/predict", json=rows, headers=user)).status_code == 200
+        async def serving(replica: httpx.AsyncClient, version: str) -> bool:
+            answer = await replica.post("/v1/models/applicants/predict", json=rows, headers=user)
+            return answer.status_code == 200 and answer.json()["version"] == version
 
-        await until(second_serves)
+        await until(lambda: serving(second, "1"))
+        # A second version through the first replica: both switch their default to it.
+        assert (await post_version(first, signer, files, "applicants")).status_code == 201
+        assert await serving(first, "2")  # the replica that took the upload, at once
+        await until(lambda: serving(second, "2"))
+        # An alias moved on the second: the first follows.
+        admin = signer.auth_header(ADMIN)
+        moved = await second.put("/v1/models/applicants/aliases/default", json={"version": "1"}, headers=admin)
+        assert moved.status_code == 200
+        await until(lambda: serving(first, "1"))
 
         corrupt_copy(live_dir, "3")
 
@@ -358,7 +368,6 @@ async def test_two_replicas_follow_one_directory_and_a_broken_version_never_repl
         assert "sha256" in versions["failed"][0]["error"]
         metrics = (await second.get("/metrics")).text
         assert 'inference_model_load_failures_total{model="diabetes",version="3"} 1.0' in metrics
-        admin = signer.auth_header(ADMIN)
         refused = await second.put("/v1/models/diabetes/aliases/production", json={"version": "3"}, headers=admin)
         assert refused.status_code == 409
 
