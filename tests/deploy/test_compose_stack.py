@@ -28,8 +28,13 @@ from typing import Any
 
 import httpx
 import pytest
+import skops.io as sio
 from modelgate_shared.testing import training_data_source
 from modelgate_shared.training_data import DEFAULT_TRAINING_DATA
+from sklearn.datasets import load_iris
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
 
 ROOT = Path(__file__).resolve().parents[2]
 LONG_RUNNING = ("postgres", "redis", "auth", "inference", "gateway")
@@ -38,6 +43,7 @@ INIT_JOBS = ("init-auth", "init-gateway", "init-model")
 BUILD_TIMEOUT_SECONDS = 3600
 HEALTHY_TIMEOUT_SECONDS = 600
 SERVICE_UID = "10001"
+COMPOSE_ADMIN = "compose-admin"
 
 pytestmark = pytest.mark.skipif(
     not os.environ.get("MODELGATE_COMPOSE_TEST"), reason="builds the images: run by make test-compose"
@@ -180,6 +186,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
         MODELGATE_GATEWAY_PORT=str(port),
         MODELGATE_PUBLIC_URL=f"http://127.0.0.1:{port}",
         MODELGATE_NETWORK_PREFIX=prefix,
+        MODELGATE_ADMIN_USERNAME=COMPOSE_ADMIN,
+        MODELGATE_ADMIN_PASSWORD=secrets.token_hex(16),
         **_dataset_env(),
     )
     stack = ComposeStack(
@@ -288,6 +296,24 @@ def test_the_flow_through_the_published_port(stack: ComposeStack) -> None:
         )
         assert v2.status_code == 200, v2.text
         assert v2.json()["model_name"] == "diabetes" and v2.json()["outputs"]
+
+
+def test_an_admin_uploads_a_model_that_serves_at_once(stack: ComposeStack) -> None:
+    # The model volume is writable by the service's user, and the replica that took the upload serves it.
+    features, labels = load_iris(return_X_y=True, as_frame=True)
+    model = sio.dumps(make_pipeline(StandardScaler(), LogisticRegression(max_iter=500)).fit(features, labels))
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        form = {"grant_type": "password", "username": COMPOSE_ADMIN, "password": stack.env["MODELGATE_ADMIN_PASSWORD"],
+                "scope": "admin predict models:read"}  # fmt: skip
+        admin = {"Authorization": f"Bearer {client.post('/auth/token', data=form).json()['access_token']}"}
+        created = client.post("/v1/models/flowers/versions", files={"file": ("flowers.skops", model)}, headers=admin)
+        assert created.status_code == 201, created.text
+        row = dict(features.iloc[0])
+        answer = client.post("/v1/models/flowers/predict", json={"instances": [row]}, headers=admin)
+        assert answer.status_code == 200, answer.text
+        assert answer.json()["version"] == "1" and answer.json()["predictions"][0]["label"] == int(labels.iloc[0])
+    listed = stack.exec("inference", "ls", "-n", "/models/flowers")
+    assert SERVICE_UID in listed, listed
 
 
 def _login_addresses(stack: ComposeStack, username: str) -> list[str]:
