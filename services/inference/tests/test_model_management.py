@@ -7,6 +7,7 @@ import asyncio
 import io
 import json
 import shutil
+import zipfile
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -179,6 +180,23 @@ async def test_a_refused_upload_is_a_422_and_leaves_nothing_behind(
     assert on_disk(live_dir) == before
     listed = await live.get("/v1/models", headers=signer.auth_header(USER))
     assert [m["name"] for m in listed.json()["models"]] == ["diabetes"]
+
+
+async def test_an_upload_that_unpacks_past_the_limit_is_refused_before_it_is_unpacked(
+    live_dir: Path, make_settings: Callable[..., InferenceSettings], signer: TokenSigner, files: Path
+) -> None:
+    bomb = io.BytesIO()
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("schema.json", b"0" * 4 * 1024 * 1024)  # 4 MiB of zeros: a few KiB packed
+    before = on_disk(live_dir)
+    async with serve(make_settings(model_dir=live_dir, max_model_unpacked_bytes=1024 * 1024)) as http:
+        answer = await post_version(http, signer, files, "iris", data=bomb.getvalue(), sample=False)
+        assert answer.status_code == 422, answer.text
+        assert "unpacks to 4194304 bytes, more than the 1048576 allowed" in answer.json()["detail"][0]["msg"]
+        assert "MODELGATE_INFERENCE_MAX_MODEL_UNPACKED_BYTES" in answer.text
+        # The limit is on what a file unpacks to: a real model under it is served.
+        assert (await post_version(http, signer, files, "iris")).status_code == 201
+    assert on_disk(live_dir) != before
 
 
 async def test_bad_metadata_and_missing_parts_are_422s(

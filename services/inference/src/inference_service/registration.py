@@ -8,12 +8,14 @@ pandas reads from it and whether each column may be missing (tried on the model,
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import re
 import shutil
 import tempfile
 import warnings
+import zipfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
@@ -421,9 +423,11 @@ def register_upload(
     make_default: bool = True,
     restricted: bool = False,
     max_sample_rows: int = 10_000,
+    max_unpacked_bytes: int | None = None,
 ) -> LoadedModel:
     """``add_model`` for a file received over HTTP: skops only (a pickle is never loaded from
-    the network), and messages that name the upload, not temporary or server paths."""
+    the network), at most ``max_unpacked_bytes`` once unpacked (a skops file is a zip archive),
+    and messages that name the upload, not temporary or server paths."""
     # The upload's own name (recorded in the metadata's source), reduced to safe characters.
     shown = re.sub(r"[^A-Za-z0-9._-]", "_", Path(filename).name)[:100].lstrip(".") or "upload.skops"
     if data[:4] != ZIP_MAGIC:
@@ -432,6 +436,8 @@ def register_upload(
             "file is never loaded from an upload: convert it on a trusted machine with "
             "`python -m inference_service models add FILE --trust-pickle`"
         )
+    if max_unpacked_bytes is not None:
+        _check_unpacked_size(data, shown, max_unpacked_bytes)
     with tempfile.TemporaryDirectory(prefix="modelgate-upload-") as folder:
         file = Path(folder) / shown
         file.write_bytes(data)
@@ -456,6 +462,21 @@ def register_upload(
             message = str(exc).replace(str(file), shown).replace(str(sample_path), "the sample")
             raise RegistrationError(_without_paths(message, model_dir)) from None
     return model
+
+
+def _check_unpacked_size(data: bytes, shown: str, limit: int) -> None:
+    """Refuse a zip bomb before skops unpacks it. zipfile reads a member no further than the
+    size its directory declares, so the declared sizes bound what loading can allocate."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            unpacked = sum(member.file_size for member in archive.infolist())
+    except (zipfile.BadZipFile, ValueError) as exc:
+        raise RegistrationError(f"{shown}: not a readable skops file (BadZipFile: {exc})") from None
+    if unpacked > limit:
+        raise RegistrationError(
+            f"{shown} unpacks to {unpacked} bytes, more than the {limit} allowed "
+            "(MODELGATE_INFERENCE_MAX_MODEL_UNPACKED_BYTES)"
+        )
 
 
 def _without_paths(message: str, model_dir: Path) -> str:

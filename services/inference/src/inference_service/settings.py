@@ -19,6 +19,8 @@ class InferenceSettings(VerifierSettings, ServiceSettings):
     model_poll_seconds: float = Field(default=1.0, gt=0, le=60)
     # Size limit of a model upload (POST /v1/models/{name}/versions, multipart); more is a 413.
     max_model_upload_bytes: int = Field(default=50 * 1024 * 1024, ge=1024)
+    # What an uploaded skops file (a zip archive) may unpack to; more is a 422 (a zip bomb).
+    max_model_unpacked_bytes: int = Field(default=1024 * 1024 * 1024, ge=1024)
     # Rows per request (JSON, V2 or CSV); more is a 413.
     max_batch_rows: int = Field(default=10_000, ge=1)
     # Request body size limit for predictions and CSV uploads; more is a 413.

@@ -210,6 +210,7 @@ async def upload_version(request: Request, claims: AdminClaims, state: State, na
         make_default=metadata.default,
         restricted=metadata.restricted,
         max_sample_rows=settings.max_batch_rows,
+        max_unpacked_bytes=settings.max_model_unpacked_bytes,
     )
     try:
         model = await anyio.to_thread.run_sync(register)
