@@ -1,20 +1,24 @@
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 from auth_service.accounts import create_user
 from auth_service.app import create_app
 from auth_service.cli import MIGRATIONS, VERSION_TABLE
 from auth_service.issuing import ADMIN_SCOPES
 from auth_service.settings import AuthSettings
 from fastapi import FastAPI
+from jose import jwt
 from modelgate_shared.db import upgrade
 from modelgate_shared.keys import PrivateKey, generate_private_key, private_key_pem
+from modelgate_shared.revocation import is_revoked, subject_key
 from modelgate_shared.tokens import FileKeySource, TokenVerifier
 
 ISSUER = "http://gateway.test/auth"
@@ -143,3 +147,26 @@ async def make_admin(app: FastAPI, client: httpx.AsyncClient) -> str:
 @pytest.fixture
 async def admin_token(app: FastAPI, client: httpx.AsyncClient) -> str:
     return await make_admin(app, client)
+
+
+# -- revocations in Redis (for the modules whose settings_overrides give auth a Redis) -------------
+
+
+@pytest.fixture
+def prefix() -> str:
+    """A Redis key prefix of the test's own."""
+    return f"t{uuid.uuid4().hex[:10]}:"
+
+
+@pytest.fixture
+def store(redis_url: str) -> Iterator[redis.Redis]:
+    connection = redis.Redis.from_url(redis_url)
+    yield connection
+    connection.close()
+
+
+def revoked(store: redis.Redis, prefix: str, token: str) -> bool:
+    """Whether the token's subject has a revocation in Redis that ends it."""
+    claims = jwt.get_unverified_claims(token)
+    raw = store.get(subject_key(prefix, claims["sub"]))
+    return raw is not None and is_revoked(claims["iat"], int(raw))

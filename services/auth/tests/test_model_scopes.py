@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -17,12 +15,11 @@ import redis
 from auth_service.cli import main
 from jose import jwt
 from modelgate_shared.db import make_engine
-from modelgate_shared.revocation import is_revoked, subject_key
 from modelgate_shared.scopes import MAX_SCOPE_LENGTH, MODEL_NAME_MAX_LENGTH, model_scope
 from modelgate_shared.tokens import TokenVerifier
 from sqlalchemy import text
 
-from .conftest import PASSWORD, bearer, login, sign_up, tokens_for
+from .conftest import PASSWORD, bearer, login, revoked, sign_up, tokens_for
 from .test_service_accounts import by_basic, create
 
 CHURN = model_scope("churn")
@@ -42,26 +39,8 @@ BAD_SCOPES = [
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
 def settings_overrides(redis_url: str, prefix: str) -> dict[str, Any]:
     return {"redis_url": redis_url, "redis_key_prefix": prefix}
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-def revoked(store: redis.Redis, prefix: str, token: str) -> bool:
-    claims = jwt.get_unverified_claims(token)
-    raw = store.get(subject_key(prefix, claims["sub"]))
-    return raw is not None and is_revoked(claims["iat"], int(raw))
 
 
 async def grant_user(client: httpx.AsyncClient, admin_token: str, user_id: str, scopes: list[str]) -> httpx.Response:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import socket
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
@@ -28,20 +27,8 @@ def unused_port() -> int:
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
 def settings_overrides(redis_url: str, prefix: str) -> dict[str, Any]:
     return {"redis_url": redis_url, "redis_key_prefix": prefix}
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 class Collect(logging.Handler):

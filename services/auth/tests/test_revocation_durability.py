@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -28,11 +26,6 @@ HEAL_WITHIN_SECONDS = 30.0
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
 def republish_seconds() -> float:
     # Long enough that no round runs during a test that calls republish_once itself.
     return 3600.0
@@ -41,13 +34,6 @@ def republish_seconds() -> float:
 @pytest.fixture
 def settings_overrides(redis_url: str, prefix: str, republish_seconds: float) -> dict[str, Any]:
     return {"redis_url": redis_url, "redis_key_prefix": prefix, "revocation_republish_seconds": republish_seconds}
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    client = redis.Redis.from_url(redis_url)
-    yield client
-    client.close()
 
 
 def iat(token: str) -> int:

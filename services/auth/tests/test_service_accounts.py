@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import quote_plus
@@ -15,12 +14,10 @@ import pytest
 import redis
 from auth_service.models import Client, Login
 from fastapi import FastAPI
-from jose import jwt
-from modelgate_shared.revocation import is_revoked, subject_key
 from modelgate_shared.tokens import TokenVerifier
 from sqlalchemy import select, update
 
-from .conftest import PASSWORD, bearer, login, sign_up, tokens_for
+from .conftest import PASSWORD, bearer, login, revoked, sign_up, tokens_for
 
 CLIENT_CREDENTIALS = {"grant_type": "client_credentials"}
 BAD_CLIENT = {"error": "invalid_client", "error_description": "client authentication failed"}
@@ -399,26 +396,8 @@ async def test_a_service_accounts_token_cannot_act_as_a_user(client: httpx.Async
 
 
 @pytest.fixture
-def prefix() -> str:
-    return f"t{uuid.uuid4().hex[:10]}:"
-
-
-@pytest.fixture
 def settings_overrides(redis_url: str, prefix: str) -> dict[str, Any]:
     return {"redis_url": redis_url, "redis_key_prefix": prefix}
-
-
-@pytest.fixture
-def store(redis_url: str) -> Iterator[redis.Redis]:
-    connection = redis.Redis.from_url(redis_url)
-    yield connection
-    connection.close()
-
-
-def revoked(store: redis.Redis, prefix: str, token: str) -> bool:
-    claims = jwt.get_unverified_claims(token)
-    raw = store.get(subject_key(prefix, claims["sub"]))
-    return raw is not None and is_revoked(claims["iat"], int(raw))
 
 
 async def test_disable_delete_and_narrowing_revoke_the_clients_tokens(
