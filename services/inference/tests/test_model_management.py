@@ -429,3 +429,11 @@ def test_an_unreadable_access_file_restricts_the_whole_model(live_dir: Path) -> 
     model = repository.registry.get("diabetes")
     assert model is not None and repository.registry.required_scope(model) == "predict:diabetes"
     assert [f.version for f in repository.failures] == [".access.json"]
+    # Folders where files belong: a pointer folder is no pointer, an access folder fails closed.
+    (live_dir / "diabetes" / ".access.json").unlink()
+    (live_dir / "diabetes" / ".access.json").mkdir()
+    (live_dir / "diabetes" / "@staging").mkdir()
+    assert repository.reload() is True
+    model = repository.registry.get("diabetes")
+    assert model is not None and repository.registry.required_scope(model) == "predict:diabetes"
+    assert repository.registry.get("diabetes", "staging") is None

@@ -113,9 +113,8 @@ def _list(args: argparse.Namespace) -> None:
     registry = load_registry(_model_dir(args))
     for name in registry.names():
         aliases = registry.aliases(name)
-        for version in registry.versions(name):
-            model = registry.get(name, version)
-            assert model is not None
+        for model in registry.models(name):
+            version = model.version
             pointers = " ".join(f"@{a}" for a, v in sorted(aliases.items()) if v == version)
             scope = registry.required_scope(model)
             notes = " ".join(n for n in (pointers, f"requires {scope}" if scope else "") if n)

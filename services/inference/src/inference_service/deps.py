@@ -14,13 +14,13 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Request, status
+from fastapi import Depends, HTTPException, Path, Request, status
 from modelgate_shared.bearer import VerifiedClaims, insufficient_scope, require_scopes
 from modelgate_shared.scopes import ADMIN, MODEL_SCOPE_PREFIX, MODELS_READ, PREDICT, model_scope
 from modelgate_shared.tokens import AccessClaims
 
 from .model_repository import ModelRepository
-from .model_store import LoadedModel, ModelRegistry
+from .model_store import NAME_PATTERN, LoadedModel, ModelRegistry
 from .settings import InferenceSettings
 from .state import InferenceState
 
@@ -126,6 +126,9 @@ async def read_model(request: Request, claims: VerifiedClaims, name: str, versio
 # 404 when there is no such model, 403 when the token lacks the scope.
 PredictModel = Annotated[LoadedModel, Depends(predict_model)]
 ReadModel = Annotated[LoadedModel, Depends(read_model)]
+
+# A model name in a path: what the model directory can hold (else 422, before any lookup).
+ModelName = Annotated[str, Path(pattern=NAME_PATTERN.pattern, description="model name")]
 
 # A valid token carrying the scope a route needs.
 ReadModelsClaims = Annotated[AccessClaims, Depends(require_scopes(MODELS_READ))]

@@ -135,8 +135,7 @@ def _versions_loaded(app: FastAPI) -> int:
     state: InferenceState | None = getattr(app.state, "inference", None)
     if state is None:  # scraped before the lifespan has loaded the models
         return 0
-    registry = state.registry
-    return sum(len(registry.versions(name)) for name in registry.names())
+    return len(state.registry.models())
 
 
 def install_metrics(app: FastAPI) -> InferenceMetrics:

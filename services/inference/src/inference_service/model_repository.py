@@ -19,21 +19,23 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from modelgate_shared.scopes import is_model_name
+
 from .model_store import (
     ACCESS_FILE,
     ALIAS_PREFIX,
     METADATA_FILE,
     MODEL_FILE,
-    NAME_PATTERN,
     UNLOADED_MARKER,
     LoadedModel,
     ModelAccess,
     ModelLoadError,
     ModelRegistry,
+    alias_name,
     load_model,
     no_models_error,
-    read_access,
-    read_aliases,
+    parse_access,
+    parse_aliases,
 )
 
 log = logging.getLogger(__name__)
@@ -48,9 +50,10 @@ class ModelEntry:
     """One ``<name>/`` folder as a scan saw it."""
 
     versions: Mapping[str, VersionKey]
-    # The raw bytes of every pointer file and of the access file: compared, parsed on change.
+    # The raw bytes of every pointer file and of the access file (None: none): compared, and
+    # what the registry is built from when they changed.
     pointers: Mapping[str, bytes]
-    access: bytes
+    access: bytes | None
     unloaded: bool
 
 
@@ -73,10 +76,14 @@ def _stat_key(*paths: Path) -> VersionKey:
     return tuple(key)
 
 
-def _read_bytes(path: Path) -> bytes:
+def _read_bytes(path: Path) -> bytes | None:
+    """None when there is no such file; an unreadable one (a folder, no permission) reads as
+    empty, which parsing then reports as malformed (and an access file fails closed)."""
     try:
         return path.read_bytes()
     except FileNotFoundError:
+        return None
+    except OSError:
         return b""
 
 
@@ -86,15 +93,18 @@ def scan(model_dir: Path) -> dict[str, ModelEntry]:
     if not model_dir.is_dir():
         return snapshot
     for root in model_dir.iterdir():
-        if not (NAME_PATTERN.fullmatch(root.name) and root.is_dir()):
+        if not (is_model_name(root.name) and root.is_dir()):
             continue
         versions: dict[str, VersionKey] = {}
         pointers: dict[str, bytes] = {}
         try:
             for child in root.iterdir():
-                if child.name.startswith(ALIAS_PREFIX):
-                    pointers[child.name[len(ALIAS_PREFIX) :]] = _read_bytes(child)
-                elif NAME_PATTERN.fullmatch(child.name) and child.is_dir():
+                alias = alias_name(child.name)
+                if alias is not None:
+                    # As read_aliases: only files are pointers.
+                    if child.is_file() and (raw := _read_bytes(child)) is not None:
+                        pointers[alias] = raw
+                elif is_model_name(child.name) and child.is_dir():
                     try:
                         versions[child.name] = _stat_key(child, child / METADATA_FILE, child / MODEL_FILE)
                     except FileNotFoundError:
@@ -145,7 +155,6 @@ class ModelRepository:
             snapshot = scan(self.model_dir)
             if snapshot == self.snapshot:
                 return False
-            models: list[LoadedModel] = []
             aliases: dict[str, dict[str, str]] = {}
             access: dict[str, ModelAccess] = {}
             loaded: dict[tuple[str, str], tuple[VersionKey, LoadedModel]] = {}
@@ -153,18 +162,17 @@ class ModelRepository:
             for name, entry in sorted(snapshot.items()):
                 if entry.unloaded:
                     continue
+                versions: set[str] = set()
                 for version, key in sorted(entry.versions.items()):
                     model = self._load(name, version, key, failed)
                     if model is not None:
                         loaded[(name, version)] = (key, model)
-                        models.append(model)
-                if not any(n == name for n, _ in loaded):
-                    continue
-                versions = {v for n, v in loaded if n == name}
-                aliases[name] = self._aliases(name, versions, failed)
-                access[name] = self._access(name, failed)
+                        versions.add(version)
+                if versions:
+                    aliases[name] = self._aliases(name, entry, versions, failed)
+                    access[name] = self._access(name, entry, failed)
             self._loaded, self._failed = loaded, failed
-            self.registry = ModelRegistry(models, aliases, access)
+            self.registry = ModelRegistry((model for _, model in loaded.values()), aliases, access)
             self.snapshot = snapshot
             self._unloaded = frozenset(name for name, entry in snapshot.items() if entry.unloaded)
             return True
@@ -199,13 +207,17 @@ class ModelRepository:
             self._on_failure(failure)
 
     def _aliases(
-        self, name: str, versions: set[str], failed: dict[tuple[str, str], tuple[VersionKey, LoadFailure]]
+        self,
+        name: str,
+        entry: ModelEntry,
+        versions: set[str],
+        failed: dict[tuple[str, str], tuple[VersionKey, LoadFailure]],
     ) -> dict[str, str]:
         """The pointer files, where they point at a loaded version; otherwise what the alias
         pointed at before (if still loaded), so a failed load never moves traffic."""
         before = self.registry.aliases(name) if self.registry.get(name) is not None else {}
         try:
-            pointed = read_aliases(self.model_dir / name)
+            pointed = parse_aliases(self.model_dir / name, entry.pointers)
         except ModelLoadError as exc:
             self._report(failed, (), LoadFailure(name, ALIAS_PREFIX + "*", str(exc)))
             return {a: v for a, v in before.items() if v in versions}
@@ -219,9 +231,11 @@ class ModelRepository:
         # Without a ``@default`` file (nor a kept one) the registry's rule decides: the newest.
         return result
 
-    def _access(self, name: str, failed: dict[tuple[str, str], tuple[VersionKey, LoadFailure]]) -> ModelAccess:
+    def _access(
+        self, name: str, entry: ModelEntry, failed: dict[tuple[str, str], tuple[VersionKey, LoadFailure]]
+    ) -> ModelAccess:
         try:
-            return read_access(self.model_dir / name)
+            return parse_access(self.model_dir / name, entry.access)
         except ModelLoadError as exc:
             # Fail closed: an unreadable access file restricts the whole model.
             self._report(failed, (), LoadFailure(name, ACCESS_FILE, str(exc)))

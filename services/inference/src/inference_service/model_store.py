@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 import skops.io as sio
-from modelgate_shared.scopes import MODEL_NAME_PATTERN, model_scope
+from modelgate_shared.scopes import MODEL_NAME_PATTERN, is_model_name, model_scope
 
 from .fast_linear import ProbaFunction, compile_predict_proba
 from .input_schema import InputSchema, SchemaError
@@ -291,9 +291,7 @@ class ModelAccess:
         versions = data.get("restricted_versions", [])
         if not isinstance(restricted, bool):
             raise ModelLoadError(f"{source}: 'restricted' must be true or false")
-        if not isinstance(versions, list) or not all(
-            isinstance(v, str) and NAME_PATTERN.fullmatch(v) for v in versions
-        ):
+        if not isinstance(versions, list) or not all(isinstance(v, str) and is_model_name(v) for v in versions):
             raise ModelLoadError(f"{source}: 'restricted_versions' must be a list of version names")
         return cls(restricted, frozenset(versions))
 
@@ -360,9 +358,10 @@ class ModelRegistry:
         """``predict:<name>`` when this version requires its own scope, else None."""
         return model_scope(model.name) if self.access(model.name).restricts(model.version) else None
 
-    def models(self) -> list[LoadedModel]:
-        """Every loaded version of every model."""
-        return [self._versions[name][v] for name in self.names() for v in self.versions(name)]
+    def models(self, name: str | None = None) -> list[LoadedModel]:
+        """Every loaded version of one model (in version order), or of every model."""
+        names = self.names() if name is None else [name]
+        return [self._versions[n][v] for n in names for v in self.versions(n)]
 
 
 def model_folders(model_dir: Path) -> list[Path]:
@@ -371,22 +370,29 @@ def model_folders(model_dir: Path) -> list[Path]:
     return sorted(
         version
         for name in model_dir.iterdir()
-        if name.is_dir() and NAME_PATTERN.fullmatch(name.name)
+        if name.is_dir() and is_model_name(name.name)
         for version in name.iterdir()
-        if version.is_dir() and NAME_PATTERN.fullmatch(version.name)
+        if version.is_dir() and is_model_name(version.name)
     )
 
 
-def read_aliases(model_root: Path) -> dict[str, str]:
-    """``<name>/@<alias>`` pointer files as alias -> version; a malformed one is a ModelLoadError."""
+def alias_name(file_name: str) -> str | None:
+    """The alias a ``@<alias>`` file in a model folder stands for, or None for any other name."""
+    if not file_name.startswith(ALIAS_PREFIX):
+        return None
+    alias = file_name[len(ALIAS_PREFIX) :]
+    return alias if is_model_name(alias) else None
+
+
+def parse_aliases(model_root: Path, pointers: Mapping[str, bytes]) -> dict[str, str]:
+    """Pointer files' contents (alias -> bytes) as alias -> version; a malformed one, or one
+    pointing at a version that does not exist, is a ModelLoadError."""
     aliases: dict[str, str] = {}
-    for path in model_root.glob(ALIAS_PREFIX + "*"):
-        alias = path.name[len(ALIAS_PREFIX) :]
-        if not NAME_PATTERN.fullmatch(alias) or not path.is_file():
-            continue
+    for alias, raw in pointers.items():
+        path = model_root / f"{ALIAS_PREFIX}{alias}"
         try:
-            version = json.loads(path.read_text()).get("version")
-        except (OSError, ValueError, AttributeError) as exc:
+            version = json.loads(raw).get("version")
+        except (ValueError, AttributeError) as exc:
             raise ModelLoadError(f"{path}: unreadable alias ({exc})") from None
         if not isinstance(version, str) or not (model_root / version).is_dir():
             raise ModelLoadError(f"{path}: points at version {version!r}, which does not exist")
@@ -394,15 +400,41 @@ def read_aliases(model_root: Path) -> dict[str, str]:
     return aliases
 
 
+def read_aliases(model_root: Path) -> dict[str, str]:
+    """``<name>/@<alias>`` pointer files as alias -> version; a malformed one is a ModelLoadError."""
+    pointers: dict[str, bytes] = {}
+    for path in model_root.glob(ALIAS_PREFIX + "*"):
+        alias = alias_name(path.name)
+        if alias is None or not path.is_file():
+            continue
+        try:
+            pointers[alias] = path.read_bytes()
+        except OSError as exc:
+            raise ModelLoadError(f"{path}: unreadable alias ({exc})") from None
+    return parse_aliases(model_root, pointers)
+
+
+def parse_access(model_root: Path, raw: bytes | None) -> ModelAccess:
+    """The access file's contents (None: there is none, and the model is open to ``predict``)."""
+    if raw is None:
+        return ModelAccess()
+    path = model_root / ACCESS_FILE
+    try:
+        data = json.loads(raw)
+    except ValueError as exc:
+        raise ModelLoadError(f"{path}: unreadable ({exc})") from None
+    return ModelAccess.from_json(data, str(path))
+
+
 def read_access(model_root: Path) -> ModelAccess:
     path = model_root / ACCESS_FILE
     try:
-        data = json.loads(path.read_text())
+        raw = path.read_bytes()
     except FileNotFoundError:
         return ModelAccess()
-    except (OSError, ValueError) as exc:
+    except OSError as exc:
         raise ModelLoadError(f"{path}: unreadable ({exc})") from None
-    return ModelAccess.from_json(data, str(path))
+    return parse_access(model_root, raw)
 
 
 def no_models_error(model_dir: Path) -> ModelLoadError:
@@ -430,7 +462,7 @@ def next_version(model_dir: Path, name: str) -> str:
 
 
 def check_name(label: str, value: str) -> None:
-    if not NAME_PATTERN.fullmatch(value):
+    if not is_model_name(value):
         raise ValueError(f"model {label} {value!r} must match {NAME_PATTERN.pattern}")
 
 
@@ -538,7 +570,7 @@ def publish_version(
         if check is not None:
             check(staging)
         if not make_default and not (root / f"{ALIAS_PREFIX}{DEFAULT_ALIAS}").exists():
-            current = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name)]
+            current = [p.name for p in root.iterdir() if p.is_dir() and is_model_name(p.name)]
             if current:
                 write_alias(model_dir, name, DEFAULT_ALIAS, max(current, key=version_sort_key))
         # Renaming a folder onto an existing empty one would succeed: refuse that race too.
@@ -572,7 +604,7 @@ def remove_version(model_dir: Path, name: str, version: str) -> None:
     root = model_dir / name
     if not (root / version).is_dir():
         raise ValueError(f"model {name!r} has no version {version!r}")
-    versions = [p.name for p in root.iterdir() if p.is_dir() and NAME_PATTERN.fullmatch(p.name)]
+    versions = [p.name for p in root.iterdir() if p.is_dir() and is_model_name(p.name)]
     if len(versions) == 1:
         doomed = model_dir / f".removing-{name}-{uuid.uuid4().hex}"
         os.replace(root, doomed)

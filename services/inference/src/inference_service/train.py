@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import sklearn
 import skops
+from modelgate_shared.scopes import is_model_name
 from modelgate_shared.settings import load_settings
 from modelgate_shared.training_data import DEFAULT_TRAINING_DATA, DEFAULT_TRAINING_DATA_SHA256
 from pydantic import AliasChoices, Field
@@ -83,7 +84,7 @@ def train(
     version: str | None = None,
 ) -> Path:
     """Train and save one model version; returns its folder."""
-    if not NAME_PATTERN.fullmatch(name):
+    if not is_model_name(name):
         raise TrainingDataError(f"model name {name!r} must match {NAME_PATTERN.pattern}")
     path, sha256 = resolve(source, cache_dir, expected_sha256)
     dataset = read_csv(path, target, columns)

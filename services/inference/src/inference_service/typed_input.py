@@ -123,7 +123,11 @@ def _plain_array(column: Column, values: list[Any]) -> np.ndarray | None:
                 array = array.astype(np.int64)
         return array if _known_categories(column, values, missing=has_missing) else None
     if kind == BOOLEAN:
-        return np.array(values, dtype=bool) if types == {bool} and _known_categories(column, values, False) else None
+        return (
+            np.array(values, dtype=bool)
+            if types == {bool} and _known_categories(column, values, missing=False)
+            else None
+        )
     if types != {str} or not _known_categories(column, values, missing=False):
         return None
     out = np.empty(len(values), dtype=object)

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.datastructures import UploadFile
 from starlette.responses import Response
 
-from ..deps import AdminClaims, State
+from ..deps import AdminClaims, ModelName, State
 from ..json_body import OrjsonResponse, read_form
 from ..model_repository import ModelRepository
 from ..model_store import (
@@ -36,7 +36,6 @@ from .v1 import detail
 
 router = APIRouter(prefix="/v1", tags=["model management (admin)"])
 
-Name = Annotated[str, Path(pattern=NAME_PATTERN.pattern, description="model name")]
 Version = Annotated[str, Path(pattern=NAME_PATTERN.pattern, description="version name")]
 Alias = Annotated[str, Path(pattern=NAME_PATTERN.pattern, description="alias name")]
 VersionName = Annotated[str, Field(pattern=NAME_PATTERN.pattern)]
@@ -90,7 +89,8 @@ UPLOAD_BODY: dict[str, Any] = {
 }
 
 
-async def _reload(repository: ModelRepository) -> None:
+async def reload_models(repository: ModelRepository) -> None:
+    """Apply a change on this replica before answering (the others pick it up on their poll)."""
     await anyio.to_thread.run_sync(repository.reload)
 
 
@@ -98,13 +98,14 @@ def _problem(loc: tuple[str | int, ...], msg: str, kind: str) -> InputError:
     return InputError([Problem(loc, msg, kind)])
 
 
-def _require_model(state: InferenceState, name: str) -> None:
+def require_model(state: InferenceState, name: str) -> None:
+    """404 unless the model has a folder (served, unloaded or failed alike)."""
     if not (state.settings.model_dir / name).is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model {name!r}")
 
 
 def _require_version(state: InferenceState, name: str, version: str) -> None:
-    _require_model(state, name)
+    require_model(state, name)
     if not (state.settings.model_dir / name / version).is_dir():
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {name!r} has no version {version!r}")
 
@@ -127,26 +128,24 @@ def _upload_metadata(raw: bytes | None) -> UploadMetadata:
 
 
 @router.get("/models/{name}/versions", summary="Every version of a model, with aliases and load failures")
-async def list_versions(_: AdminClaims, state: State, name: Name) -> OrjsonResponse:
+async def list_versions(_: AdminClaims, state: State, name: ModelName) -> OrjsonResponse:
     repository = state.repository
     registry = repository.registry
     failed = [{"version": f.version, "error": f.error} for f in repository.failures if f.name == name]
     unloaded = name in repository.unloaded()
     if registry.get(name) is None and not failed and not unloaded:
-        _require_model(state, name)
+        require_model(state, name)
     versions = []
-    for version in registry.versions(name):
-        model = registry.get(name, version)
-        assert model is not None  # a listed version
+    for model in registry.models(name):
         meta = model.metadata
         versions.append(
             {
-                "version": version,
+                "version": model.version,
                 "task": meta.task,
                 "created_at": meta.created_at,
                 "model_sha256": meta.model_sha256,
                 "description": str(meta.raw.get("description", "")),
-                "restricted": registry.access(name).restricts(version),
+                "restricted": registry.access(name).restricts(model.version),
                 "required_scope": registry.required_scope(model),
             }
         )
@@ -174,7 +173,7 @@ async def list_versions(_: AdminClaims, state: State, name: Name) -> OrjsonRespo
     },
     openapi_extra=UPLOAD_BODY,
 )
-async def upload_version(request: Request, claims: AdminClaims, state: State, name: Name) -> Response:
+async def upload_version(request: Request, claims: AdminClaims, state: State, name: ModelName) -> Response:
     settings = state.settings
     form = await read_form(request, settings.max_model_upload_bytes, parts=UPLOAD_PARTS, max_files=3, max_fields=5)
     try:
@@ -220,7 +219,7 @@ async def upload_version(request: Request, claims: AdminClaims, state: State, na
         raise HTTPException(
             status.HTTP_409_CONFLICT, f"model {name!r} already has version {metadata.version!r}"
         ) from None
-    await _reload(state.repository)
+    await reload_models(state.repository)
     registry = state.registry
     served = registry.get(name, model.version) or model
     return OrjsonResponse(
@@ -236,19 +235,19 @@ async def upload_version(request: Request, claims: AdminClaims, state: State, na
     summary="Remove a version (the last one removes the model)",
     responses={409: {"description": "an alias points at it"}},
 )
-async def delete_version(_: AdminClaims, state: State, name: Name, version: Version) -> Response:
+async def delete_version(_: AdminClaims, state: State, name: ModelName, version: Version) -> Response:
     _require_version(state, name, version)
     try:
         await anyio.to_thread.run_sync(remove_version, state.settings.model_dir, name, version)
     except ValueError as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, str(exc)) from None
-    await _reload(state.repository)
+    await reload_models(state.repository)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
 @router.put("/models/{name}/aliases/{alias}", summary="Point an alias (default, production, ...) at a version")
 async def put_alias(
-    _: AdminClaims, state: State, name: Name, alias: Alias, target: Annotated[AliasTarget, Body()]
+    _: AdminClaims, state: State, name: ModelName, alias: Alias, target: Annotated[AliasTarget, Body()]
 ) -> dict[str, str]:
     _require_version(state, name, target.version)
     if (state.settings.model_dir / name / alias).is_dir():
@@ -261,20 +260,20 @@ async def put_alias(
             status.HTTP_409_CONFLICT, f"version {target.version!r} of {name!r} failed to load: {failed[0].error}"
         )
     await anyio.to_thread.run_sync(write_alias, state.settings.model_dir, name, alias, target.version)
-    await _reload(state.repository)
+    await reload_models(state.repository)
     return {"name": name, "alias": alias, "version": target.version}
 
 
 @router.delete("/models/{name}/aliases/{alias}", status_code=status.HTTP_204_NO_CONTENT, summary="Remove an alias")
-async def delete_alias(_: AdminClaims, state: State, name: Name, alias: Alias) -> Response:
-    _require_model(state, name)
+async def delete_alias(_: AdminClaims, state: State, name: ModelName, alias: Alias) -> Response:
+    require_model(state, name)
     if alias == DEFAULT_ALIAS:
         raise HTTPException(
             status.HTTP_409_CONFLICT, "the default alias cannot be removed; point it at another version instead"
         )
     if not await anyio.to_thread.run_sync(remove_alias, state.settings.model_dir, name, alias):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"model {name!r} has no alias {alias!r}")
-    await _reload(state.repository)
+    await reload_models(state.repository)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -292,15 +291,15 @@ async def _change_access(state: InferenceState, name: str, version: str | None, 
         return after
 
     after = await anyio.to_thread.run_sync(change)
-    await _reload(state.repository)
+    await reload_models(state.repository)
     return {"name": name, **after.to_json()}
 
 
 @router.put("/models/{name}/access", summary="Require the scope predict:<name> for the whole model, or not")
 async def put_model_access(
-    _: AdminClaims, state: State, name: Name, change: Annotated[AccessChange, Body()]
+    _: AdminClaims, state: State, name: ModelName, change: Annotated[AccessChange, Body()]
 ) -> dict[str, Any]:
-    _require_model(state, name)
+    require_model(state, name)
     return await _change_access(state, name, None, change.restricted)
 
 
@@ -308,7 +307,7 @@ async def put_model_access(
     "/models/{name}/versions/{version}/access", summary="Require the scope predict:<name> for one version, or not"
 )
 async def put_version_access(
-    _: AdminClaims, state: State, name: Name, version: Version, change: Annotated[AccessChange, Body()]
+    _: AdminClaims, state: State, name: ModelName, version: Version, change: Annotated[AccessChange, Body()]
 ) -> dict[str, Any]:
     _require_version(state, name, version)
     return await _change_access(state, name, version, change.restricted)

@@ -7,20 +7,21 @@ as with any other change there; this replica applies it before answering.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Any
 
 import anyio.to_thread
-from fastapi import APIRouter, HTTPException, Path, Request, status
+from fastapi import APIRouter, HTTPException, Request, status
 from modelgate_shared.scopes import ADMIN
 
-from ..deps import AdminClaims, ReadModelsClaims, State, may_list
+from ..deps import AdminClaims, ModelName, ReadModelsClaims, State, may_list
 from ..json_body import OrjsonResponse, parse_json, read_body
-from ..model_store import NAME_PATTERN, set_unloaded
+from ..model_store import set_unloaded
+from ..state import InferenceState
 from ..validation import InputError, Problem
+from .manage import reload_models, require_model
 
 router = APIRouter(prefix="/v2/repository", tags=["v2 model repository"])
 
-Name = Annotated[str, Path(pattern=NAME_PATTERN.pattern, description="model name")]
 READY, UNAVAILABLE = "READY", "UNAVAILABLE"
 
 
@@ -56,15 +57,14 @@ async def index(request: Request, claims: ReadModelsClaims, state: State) -> Orj
     return OrjsonResponse(entries)
 
 
-async def _set(state: Any, name: str, unloaded: bool) -> None:
-    if not (state.settings.model_dir / name).is_dir():
-        raise HTTPException(status.HTTP_404_NOT_FOUND, f"unknown model {name!r}")
+async def _set(state: InferenceState, name: str, unloaded: bool) -> None:
+    require_model(state, name)
     await anyio.to_thread.run_sync(set_unloaded, state.settings.model_dir, name, unloaded)
-    await anyio.to_thread.run_sync(state.repository.reload)
+    await reload_models(state.repository)
 
 
 @router.post("/models/{name}/load", summary="Load (serve) a model on every replica")
-async def load(_: AdminClaims, state: State, name: Name) -> dict[str, Any]:
+async def load(_: AdminClaims, state: State, name: ModelName) -> dict[str, Any]:
     await _set(state, name, unloaded=False)
     if state.registry.get(name) is None:
         errors = "; ".join(f.error for f in state.repository.failures if f.name == name)
@@ -73,6 +73,6 @@ async def load(_: AdminClaims, state: State, name: Name) -> dict[str, Any]:
 
 
 @router.post("/models/{name}/unload", summary="Unload (stop serving) a model on every replica")
-async def unload(_: AdminClaims, state: State, name: Name) -> dict[str, Any]:
+async def unload(_: AdminClaims, state: State, name: ModelName) -> dict[str, Any]:
     await _set(state, name, unloaded=True)
     return {}

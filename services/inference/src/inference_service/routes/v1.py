@@ -32,7 +32,7 @@ router = APIRouter(prefix="/v1", tags=["v1"])
 
 def summary(registry: ModelRegistry, model: LoadedModel, scopes: Collection[str]) -> dict[str, Any]:
     """What the caller may see of a model: versions and aliases it may use."""
-    versions = [v for v in registry.versions(model.name) if may_list(registry, _version(registry, model, v), scopes)]
+    versions = [m.version for m in registry.models(model.name) if may_list(registry, m, scopes)]
     return {
         "name": model.name,
         "default_version": registry.default_version(model.name),
@@ -46,12 +46,6 @@ def summary(registry: ModelRegistry, model: LoadedModel, scopes: Collection[str]
         "probabilities": model.metadata.probabilities,
         "metrics": dict(model.metadata.metrics),
     }
-
-
-def _version(registry: ModelRegistry, model: LoadedModel, version: str) -> LoadedModel:
-    found = registry.get(model.name, version)
-    assert found is not None  # a listed version
-    return found
 
 
 @router.get("/models", response_model=ModelList, summary="List the models this token may use")
